@@ -1,0 +1,1 @@
+"""What an MCP host embeds to forward its end users' identity to MCP servers."""

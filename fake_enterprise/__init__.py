@@ -1,0 +1,1 @@
+"""The issuer: users, SSO grants, audience-bound JWTs, OIDC discovery and JWKS."""

@@ -1,0 +1,1 @@
+"""A real MCP server whose every request is checked by `JWKSTokenVerifier`."""

@@ -1,0 +1,1 @@
+"""Subcommands of `mcp-idfwd`; each module has `register(subparsers)`."""

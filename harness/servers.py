@@ -1,0 +1,116 @@
+"""Serve ASGI apps with uvicorn on loopback, ready before anyone talks to them.
+
+The socket is bound and listening before the app is built, so the URL (and with it an
+issuer's `iss` or a server's resource URL) is known up front, and a client that connects
+early waits in the kernel's backlog instead of being refused.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+__all__ = ["ServedApp", "bind_loopback", "serve_forever", "serve_in_thread", "socket_url", "start_in_thread"]
+
+
+def bind_loopback(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening TCP socket on `host:port` (port 0 picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def socket_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that reports when startup (lifespan included) has finished."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+    def install_signal_handlers(self) -> None:
+        # Threads cannot own signal handlers; the caller decides how to stop us.
+        return
+
+
+@dataclass
+class ServedApp:
+    """An app being served in a background thread; `url` is its base URL."""
+
+    url: str
+    server: _Server
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+def _config(app: Any, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=1,
+        ws="none",
+    )
+
+
+def start_in_thread(
+    app: Any, sock: socket.socket, *, log_level: str = "warning", startup_timeout: float = 30.0
+) -> ServedApp:
+    """Serve `app` on the listening `sock` in a daemon thread; return once it accepts requests."""
+    server = _Server(_config(app, log_level))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.ready.wait(0.05):
+        if not thread.is_alive():
+            raise RuntimeError("server failed to start (see the log above)")
+        startup_timeout -= 0.05
+        if startup_timeout <= 0:
+            server.should_exit = True
+            raise TimeoutError("server did not finish starting in time")
+    return ServedApp(url=socket_url(sock), server=server, thread=thread)
+
+
+@contextmanager
+def serve_in_thread(app: Any, sock: socket.socket, *, log_level: str = "warning") -> Iterator[ServedApp]:
+    """Context manager form of `start_in_thread`: stops the server on exit."""
+    served = start_in_thread(app, sock, log_level=log_level)
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def serve_forever(app: Any, sock: socket.socket, *, log_level: str = "info") -> None:
+    """Serve `app` in the foreground until Ctrl-C or SIGTERM (used by the CLI)."""
+    uvicorn.Server(_config(app, log_level)).run(sockets=[sock])
