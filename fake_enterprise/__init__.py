@@ -1,1 +1,19 @@
 """The issuer: users, SSO grants, audience-bound JWTs, OIDC discovery and JWKS."""
+
+from fake_enterprise.admin_client import AdminAPIError, AdminClient, AdminClientError
+from fake_enterprise.app import SECRET_HEADER, create_app
+from fake_enterprise.crypto import DATA_KEY_ENV, DataKeyError
+from fake_enterprise.settings import SIGNING_ALGORITHMS, TOKEN_PROFILES, IssuerSettings
+
+__all__ = [
+    "DATA_KEY_ENV",
+    "SECRET_HEADER",
+    "SIGNING_ALGORITHMS",
+    "TOKEN_PROFILES",
+    "AdminAPIError",
+    "AdminClient",
+    "AdminClientError",
+    "DataKeyError",
+    "IssuerSettings",
+    "create_app",
+]

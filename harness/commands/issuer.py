@@ -1,17 +1,108 @@
-"""`mcp-idfwd issuer` (not built yet)."""
+"""`mcp-idfwd issuer`: run the identity issuer (fake_enterprise) on loopback."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
+import secrets
 import sys
 from typing import Any
 
+from fake_enterprise import SIGNING_ALGORITHMS, TOKEN_PROFILES, DataKeyError, IssuerSettings, create_app
+from harness.servers import bind_loopback, serve_forever, socket_url
+
+SECRET_ENV = "MCP_IDFWD_ISSUER_SECRET"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be between 0 and 65535 (0 picks a free port)")
+    return value
+
+
+def _loopback(text: str) -> str:
+    if text == "localhost":
+        return "127.0.0.1"
+    try:
+        loopback = ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a loopback address (e.g. 127.0.0.1 or ::1)")
+    return text
+
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("issuer", help="(not built yet)")
+    parser = subparsers.add_parser(
+        "issuer",
+        help="run the identity issuer (discovery, JWKS, issue-token, admin API)",
+        description="Run the identity issuer: OIDC discovery, JWKS, the inner issue-token API and the admin"
+        " API. It binds loopback only: it is a test double and its admin API mints anything.",
+    )
+    parser.add_argument(
+        "--host", type=_loopback, default="127.0.0.1", help="loopback address to bind (default: 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=_port, default=9000, help="port, 0 for a free one (default: 9000)")
+    parser.add_argument(
+        "--db",
+        default=":memory:",
+        help="SQLite database file (default: in memory, nothing persists); the data key file "
+        "<db>.key is created next to it unless $MCP_IDFWD_DATA_KEY is set",
+    )
+    parser.add_argument(
+        "--secret",
+        default=os.environ.get(SECRET_ENV),
+        help=f"inner/admin API secret (default: ${SECRET_ENV}, else a generated one, printed on start)",
+    )
+    parser.add_argument("--alg", choices=SIGNING_ALGORITHMS, default="RS256", help="signing algorithm")
+    parser.add_argument("--token-ttl", type=_positive_int, default=300, help="token lifetime in seconds")
+    parser.add_argument(
+        "--token-profile", choices=TOKEN_PROFILES, default="id_token", help="default token profile"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("mcp-idfwd issuer is not built yet", file=sys.stderr)
-    return 2
+    generated = not args.secret
+    secret = secrets.token_urlsafe(24) if generated else args.secret
+    try:
+        sock = bind_loopback(args.host, args.port)
+    except OSError as exc:
+        print(f"mcp-idfwd issuer: cannot bind {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    with sock:
+        url = socket_url(sock)
+        try:
+            settings = IssuerSettings(
+                issuer_url=url,
+                secret=secret,
+                db_path=args.db,
+                alg=args.alg,
+                token_ttl=args.token_ttl,
+                token_profile=args.token_profile,
+            )
+            app = create_app(settings)
+        except (ValueError, DataKeyError, OSError) as exc:
+            print(f"mcp-idfwd issuer: {exc}", file=sys.stderr)
+            return 1
+        print(f"issuer: {url}")
+        print(f"jwks:   {settings.jwks_uri}")
+        print(f"secret: {secret}" if generated else "secret: (as given)")
+        print(f"db:     {args.db}", flush=True)
+        serve_forever(app, sock)
+    return 0

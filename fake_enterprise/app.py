@@ -1,0 +1,226 @@
+"""The issuer's HTTP surface: discovery, JWKS, the inner issue-token API and the admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from fake_enterprise.directory import TenantPolicy, User
+from fake_enterprise.errors import IssuerError
+from fake_enterprise.faults import Faults
+from fake_enterprise.service import ISSUE_TOKEN_PATH, IssuerService
+from fake_enterprise.settings import SIGNING_ALGORITHMS, TOKEN_PROFILES, IssuerSettings
+from fake_enterprise.validation import Body, check_identifier, read_json_object
+
+__all__ = ["SECRET_HEADER", "create_app"]
+
+SECRET_HEADER = "Enterprise-Api-Secret-Key"
+_USER_TYPES = ("account", "end_user")
+_TEN_YEARS = 10 * 365 * 86_400
+_MAX_LATENCY_MS = 60_000
+
+_log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+class _Routes:
+    """Request handlers bound to one `IssuerService`."""
+
+    def __init__(self, service: IssuerService) -> None:
+        self._service = service
+        self._settings = service.settings
+        self._secret = service.settings.secret.encode()
+
+    def _authenticate(self, request: Request) -> None:
+        presented = request.headers.get(SECRET_HEADER)
+        if presented is None:
+            raise IssuerError(401, "invalid_client", f"missing {SECRET_HEADER} header")
+        if not hmac.compare_digest(presented.encode("latin-1"), self._secret):
+            raise IssuerError(401, "invalid_client", f"wrong {SECRET_HEADER}")
+
+    async def _body(self, request: Request, allowed: tuple[str, ...], *, allow_empty: bool = False) -> Body:
+        data = await read_json_object(request, limit=self._settings.max_body_bytes, allow_empty=allow_empty)
+        return Body(data, allowed=allowed)
+
+    @staticmethod
+    def _path_ids(request: Request, *names: str) -> list[str]:
+        return [check_identifier(name, request.path_params[name]) for name in names]
+
+    async def discovery(self, request: Request) -> Response:
+        return _json(200, self._service.discovery(), {"Cache-Control": "public, max-age=3600"})
+
+    async def jwks(self, request: Request) -> Response:
+        if self._service.faults.current.jwks_unavailable:
+            raise IssuerError(503, "jwks_unavailable", "the JWKS is unavailable (injected fault)")
+        keys = await run_in_threadpool(self._service.jwks)
+        return _json(200, keys, {"Cache-Control": f"public, max-age={self._settings.jwks_max_age}"})
+
+    async def issue_token(self, request: Request) -> Response:
+        self._authenticate(request)
+        faults = self._service.faults.current
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        if faults.issue_token_status is not None:
+            raise IssuerError(
+                faults.issue_token_status,
+                faults.forced_error(),
+                f"issue-token answers {faults.issue_token_status} (injected fault)",
+            )
+        body = await self._body(request, ("tenant_id", "user_id", "app_id", "audience", "user_type"))
+        tenant_id = body.identifier("tenant_id")
+        user_id = body.identifier("user_id")
+        app_id = body.string("app_id", max_length=256)
+        if app_id is None:
+            raise IssuerError(400, "invalid_request", "missing field 'app_id' (it may be empty)")
+        audience = body.url("audience")
+        user_type = body.choice("user_type", _USER_TYPES, default="account")
+        result = await run_in_threadpool(
+            self._service.issue_token,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            app_id=app_id,
+            audience=audience,
+            user_type=user_type,
+        )
+        return _json(200, result)
+
+    async def create_user(self, request: Request) -> Response:
+        self._authenticate(request)
+        body = await self._body(request, ("tenant_id", "user_id", "email", "name", "token_profile"))
+        user = User(
+            tenant_id=body.identifier("tenant_id"),
+            user_id=body.identifier("user_id"),
+            email=body.string("email", max_length=320),
+            name=body.string("name", max_length=256),
+            token_profile=body.choice("token_profile", TOKEN_PROFILES),
+        )
+        return _json(201, await run_in_threadpool(self._service.create_user, user))
+
+    async def put_grant(self, request: Request) -> Response:
+        self._authenticate(request)
+        tenant_id, user_id = self._path_ids(request, "tenant_id", "user_id")
+        body = await self._body(request, ("expires_at", "refresh_token"), allow_empty=True)
+        expires_at = body.integer("expires_at", minimum=0, maximum=2**53)
+        refresh_token = body.string("refresh_token", max_length=4096)
+        result = await run_in_threadpool(
+            self._service.put_grant, tenant_id, user_id, refresh_token=refresh_token, expires_at=expires_at
+        )
+        return _json(200, result)
+
+    async def revoke_grant(self, request: Request) -> Response:
+        self._authenticate(request)
+        tenant_id, user_id = self._path_ids(request, "tenant_id", "user_id")
+        return _json(200, await run_in_threadpool(self._service.revoke_grant, tenant_id, user_id))
+
+    async def set_policy(self, request: Request) -> Response:
+        self._authenticate(request)
+        (tenant_id,) = self._path_ids(request, "tenant_id")
+        body = await self._body(request, ("deny", "allowed_audiences"), allow_empty=True)
+        policy = TenantPolicy(
+            deny=bool(body.boolean("deny")), allowed_audiences=body.url_list("allowed_audiences")
+        )
+        return _json(200, await run_in_threadpool(self._service.set_policy, tenant_id, policy))
+
+    async def rotate_keys(self, request: Request) -> Response:
+        self._authenticate(request)
+        body = await self._body(request, ("alg",), allow_empty=True)
+        alg = body.choice("alg", SIGNING_ALGORITHMS)
+        return _json(200, await run_in_threadpool(self._service.rotate_keys, alg))
+
+    async def set_faults(self, request: Request) -> Response:
+        self._authenticate(request)
+        body = await self._body(
+            request, ("latency_ms", "issue_token_status", "issue_token_error", "jwks_unavailable")
+        )
+        faults = Faults(
+            latency_ms=body.integer("latency_ms", minimum=0, maximum=_MAX_LATENCY_MS) or 0,
+            issue_token_status=body.integer("issue_token_status", minimum=400, maximum=599),
+            issue_token_error=body.string("issue_token_error", max_length=64),
+            jwks_unavailable=bool(body.boolean("jwks_unavailable")),
+        )
+        return _json(200, self._service.faults.set(faults).as_json())
+
+    async def clear_faults(self, request: Request) -> Response:
+        self._authenticate(request)
+        return _json(200, self._service.faults.clear().as_json())
+
+    async def mint(self, request: Request) -> Response:
+        self._authenticate(request)
+        body = await self._body(request, ("claims", "header", "ttl", "hmac_key"))
+        claims = body.object("claims", required=True)
+        header = body.object("header")
+        ttl = body.integer("ttl", minimum=-_TEN_YEARS, maximum=_TEN_YEARS)
+        hmac_key = body.string("hmac_key", max_length=16_384)
+        assert claims is not None  # required=True
+        mint = self._service.mint
+        return _json(200, await run_in_threadpool(mint, claims, header=header, ttl=ttl, hmac_key=hmac_key))
+
+
+async def _issuer_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, IssuerError)
+    return _json(exc.status, exc.as_json())
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
+    return _json(exc.status_code, {"error": code, "message": str(exc.detail)}, dict(exc.headers or {}))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # Last line of defence: the client learns nothing, the log gets the exception type only.
+    _log.error("unhandled %s in %s %s", type(exc).__name__, request.method, request.url.path)
+    return _json(500, {"error": "server_error", "message": "internal error"})
+
+
+def create_app(settings: IssuerSettings) -> Starlette:
+    """The issuer as an ASGI app. Storage and keys are opened now, so errors surface before serving."""
+    service = IssuerService(settings)
+    routes = _Routes(service)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            service.close()
+
+    app = Starlette(
+        routes=[
+            Route("/.well-known/openid-configuration", routes.discovery, methods=["GET"]),
+            Route("/.well-known/jwks.json", routes.jwks, methods=["GET"]),
+            Route(ISSUE_TOKEN_PATH, routes.issue_token, methods=["POST"]),
+            Route("/admin/users", routes.create_user, methods=["POST"]),
+            Route("/admin/users/{tenant_id}/{user_id}/grant", routes.put_grant, methods=["PUT"]),
+            Route("/admin/users/{tenant_id}/{user_id}/grant", routes.revoke_grant, methods=["DELETE"]),
+            Route("/admin/tenants/{tenant_id}/policy", routes.set_policy, methods=["PUT"]),
+            Route("/admin/keys/rotate", routes.rotate_keys, methods=["POST"]),
+            Route("/admin/faults", routes.set_faults, methods=["PUT"]),
+            Route("/admin/faults", routes.clear_faults, methods=["DELETE"]),
+            Route("/admin/mint", routes.mint, methods=["POST"]),
+        ],
+        exception_handlers={
+            IssuerError: _issuer_error,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.issuer = service
+    return app

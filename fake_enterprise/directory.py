@@ -1,0 +1,169 @@
+"""Users, their stored SSO grants (sealed at rest) and per-tenant policies."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fake_enterprise.crypto import DataCipher
+from fake_enterprise.storage import Database
+
+__all__ = [
+    "Directory",
+    "Grant",
+    "TenantPolicy",
+    "UnknownUserError",
+    "User",
+    "UserExistsError",
+]
+
+
+class UnknownUserError(Exception):
+    """No such user in the tenant."""
+
+
+class UserExistsError(Exception):
+    """The user already exists in the tenant."""
+
+
+@dataclass(frozen=True)
+class User:
+    tenant_id: str
+    user_id: str
+    email: str | None = None
+    name: str | None = None
+    token_profile: str | None = None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A user's stored SSO refresh grant; the refresh token itself stays sealed."""
+
+    granted_at: int
+    expires_at: int | None
+    revoked_at: int | None
+    sealed_refresh_token: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TenantPolicy:
+    deny: bool = False
+    allowed_audiences: tuple[str, ...] | None = None
+
+    def allows(self, audience: str) -> bool:
+        return not self.deny and (self.allowed_audiences is None or audience in self.allowed_audiences)
+
+
+def _grant_context(tenant_id: str, user_id: str) -> str:
+    # Length-prefixed so that no two (tenant, user) pairs share a context.
+    return f"grant:{len(tenant_id)}:{tenant_id}:{user_id}"
+
+
+class Directory:
+    def __init__(self, db: Database, cipher: DataCipher, clock: Callable[[], float]) -> None:
+        self._db = db
+        self._cipher = cipher
+        self._clock = clock
+
+    def create_user(self, user: User) -> User:
+        try:
+            with self._db.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO users (tenant_id, user_id, email, name, token_profile, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (user.tenant_id, user.user_id, user.email, user.name, user.token_profile, self._now()),
+                )
+        except sqlite3.IntegrityError as exc:
+            message = f"user {user.user_id!r} already exists in tenant {user.tenant_id!r}"
+            raise UserExistsError(message) from exc
+        return user
+
+    def put_grant(self, tenant_id: str, user_id: str, refresh_token: str, expires_at: int | None) -> Grant:
+        """Store (or replace) the user's SSO grant: the user has signed in."""
+        now = self._now()
+        sealed = self._cipher.seal(refresh_token.encode(), _grant_context(tenant_id, user_id))
+        with self._db.transaction() as conn:
+            self._require_user(conn, tenant_id, user_id)
+            conn.execute(
+                "INSERT OR REPLACE INTO grants"
+                " (tenant_id, user_id, sealed_refresh_token, granted_at, expires_at, revoked_at)"
+                " VALUES (?, ?, ?, ?, ?, NULL)",
+                (tenant_id, user_id, sealed, now, expires_at),
+            )
+        return Grant(granted_at=now, expires_at=expires_at, revoked_at=None, sealed_refresh_token=sealed)
+
+    def revoke_grant(self, tenant_id: str, user_id: str) -> bool:
+        """Revoke the user's grant (kept as revoked, so callers can tell it from "never signed in")."""
+        with self._db.transaction() as conn:
+            self._require_user(conn, tenant_id, user_id)
+            cursor = conn.execute(
+                "UPDATE grants SET revoked_at = ? WHERE tenant_id = ? AND user_id = ? AND revoked_at IS NULL",
+                (self._now(), tenant_id, user_id),
+            )
+        return cursor.rowcount > 0
+
+    def set_policy(self, tenant_id: str, policy: TenantPolicy) -> TenantPolicy:
+        audiences = None if policy.allowed_audiences is None else json.dumps(list(policy.allowed_audiences))
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO tenant_policies (tenant_id, deny, allowed_audiences)"
+                " VALUES (?, ?, ?)",
+                (tenant_id, int(policy.deny), audiences),
+            )
+        return policy
+
+    def lookup(self, tenant_id: str, user_id: str) -> tuple[TenantPolicy, User | None, Grant | None]:
+        """Everything issue-token decides on, read under one lock."""
+        with self._db.reading() as conn:
+            policy_row = conn.execute(
+                "SELECT deny, allowed_audiences FROM tenant_policies WHERE tenant_id = ?", (tenant_id,)
+            ).fetchone()
+            user_row = conn.execute(
+                "SELECT * FROM users WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id)
+            ).fetchone()
+            grant_row = conn.execute(
+                "SELECT * FROM grants WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id)
+            ).fetchone()
+        policy = TenantPolicy()
+        if policy_row is not None:
+            audiences = policy_row["allowed_audiences"]
+            policy = TenantPolicy(
+                deny=bool(policy_row["deny"]),
+                allowed_audiences=None if audiences is None else tuple(json.loads(audiences)),
+            )
+        user = None
+        if user_row is not None:
+            user = User(
+                tenant_id=tenant_id,
+                user_id=user_id,
+                email=user_row["email"],
+                name=user_row["name"],
+                token_profile=user_row["token_profile"],
+            )
+        grant = None
+        if grant_row is not None:
+            grant = Grant(
+                granted_at=grant_row["granted_at"],
+                expires_at=grant_row["expires_at"],
+                revoked_at=grant_row["revoked_at"],
+                sealed_refresh_token=grant_row["sealed_refresh_token"],
+            )
+        return policy, user, grant
+
+    def open_grant(self, user: User, grant: Grant) -> str:
+        """The stored refresh token in the clear; `SealedDataError` if it was tampered with."""
+        context = _grant_context(user.tenant_id, user.user_id)
+        return self._cipher.open(grant.sealed_refresh_token, context).decode()
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    @staticmethod
+    def _require_user(conn: sqlite3.Connection, tenant_id: str, user_id: str) -> None:
+        row = conn.execute(
+            "SELECT 1 FROM users WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id)
+        ).fetchone()
+        if row is None:
+            raise UnknownUserError(f"no user {user_id!r} in tenant {tenant_id!r}")

@@ -1,0 +1,208 @@
+"""The key ring: the current signing key plus retired keys still needed by live tokens.
+
+A key signs only while it is current. When it is retired it stays in the JWKS until every
+token it signed has expired (plus a grace period for verifier leeway), so rotation never
+leaves a window in which a valid token cannot be verified. The ring tracks, per key, the
+latest `exp` it has been asked to sign (its high-water mark); the database copy is written
+ahead of use in steps, so a restart can only keep a key longer, never drop it too early.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+from fake_enterprise.crypto import DataCipher, DataKeyError, SealedDataError
+from fake_enterprise.settings import SIGNING_ALGORITHMS
+from fake_enterprise.storage import Database
+
+__all__ = ["KeyRing", "SigningKey"]
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+# RFC 7638: the members that define a key's thumbprint, per key type.
+_THUMBPRINT_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    alg: str
+    private_key: PrivateKey = field(repr=False)
+    public_jwk: dict[str, Any] = field(repr=False)
+    created_at: int
+    retired_at: int | None = None
+
+
+def _generate(alg: str) -> PrivateKey:
+    if alg == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if alg == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if alg == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise ValueError(f"unsupported signing algorithm {alg!r}; use one of {', '.join(SIGNING_ALGORITHMS)}")
+
+
+def _public_jwk(private_key: PrivateKey, alg: str) -> dict[str, Any]:
+    public_key = private_key.public_key()
+    if isinstance(public_key, rsa.RSAPublicKey):
+        jwk = RSAAlgorithm.to_jwk(public_key, as_dict=True)
+    elif isinstance(public_key, ec.EllipticCurvePublicKey):
+        jwk = ECAlgorithm.to_jwk(public_key, as_dict=True)
+    else:
+        jwk = OKPAlgorithm.to_jwk(public_key, as_dict=True)
+    members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
+    digest = hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest()
+    kid = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return {**members, "kid": kid, "alg": alg, "use": "sig"}
+
+
+def _sealing_context(kid: str) -> str:
+    return f"signing-key:{kid}"
+
+
+class KeyRing:
+    """Signing keys of one issuer, persisted (private halves sealed) in the database."""
+
+    def __init__(
+        self,
+        db: Database,
+        cipher: DataCipher,
+        *,
+        clock: Callable[[], float],
+        grace: int,
+        max_retention: int,
+        write_ahead: int,
+    ) -> None:
+        self._db = db
+        self._cipher = cipher
+        self._clock = clock
+        self._grace = grace
+        self._max_retention = max_retention
+        self._write_ahead = write_ahead
+        self._lock = threading.Lock()
+        self._keys: dict[str, SigningKey] = {}
+        self._max_exp: dict[str, int] = {}
+        self._stored_max_exp: dict[str, int] = {}
+        self._current: SigningKey | None = None
+
+    def load(self, alg: str) -> None:
+        """Load stored keys; make an `alg` key current (rotating to it if the stored one differs)."""
+        with self._db.reading() as conn:
+            rows = conn.execute("SELECT * FROM signing_keys ORDER BY created_at, kid").fetchall()
+        with self._lock:
+            for row in rows:
+                try:
+                    pem = self._cipher.open(row["sealed_private_key"], _sealing_context(row["kid"]))
+                except SealedDataError as exc:
+                    raise DataKeyError("the data key does not open this database's signing keys") from exc
+                private_key = serialization.load_pem_private_key(pem, password=None)
+                key = SigningKey(
+                    kid=row["kid"],
+                    alg=row["alg"],
+                    private_key=private_key,  # type: ignore[arg-type]
+                    public_jwk=json.loads(row["public_jwk"]),
+                    created_at=row["created_at"],
+                    retired_at=row["retired_at"],
+                )
+                self._keys[key.kid] = key
+                self._max_exp[key.kid] = self._stored_max_exp[key.kid] = row["max_exp"]
+                if key.retired_at is None:
+                    self._current = key
+        if self._current is None or self._current.alg != alg:
+            self.rotate(alg)
+
+    @property
+    def current(self) -> SigningKey:
+        if self._current is None:
+            raise RuntimeError("the key ring has not been loaded")
+        return self._current
+
+    def rotate(self, alg: str | None = None) -> SigningKey:
+        """Make a fresh key current; the previous one is retired but stays published while needed."""
+        alg = alg or self.current.alg
+        private_key = _generate(alg)
+        jwk = _public_jwk(private_key, alg)
+        pem = private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        now = int(self._clock())
+        key = SigningKey(kid=jwk["kid"], alg=alg, private_key=private_key, public_jwk=jwk, created_at=now)
+        with self._lock:
+            previous = self._current
+            with self._db.transaction() as conn:
+                if previous is not None:
+                    conn.execute("UPDATE signing_keys SET retired_at = ? WHERE kid = ?", (now, previous.kid))
+                conn.execute(
+                    "INSERT INTO signing_keys (kid, alg, sealed_private_key, public_jwk, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (key.kid, alg, self._cipher.seal(pem, _sealing_context(key.kid)), json.dumps(jwk), now),
+                )
+            if previous is not None:
+                self._keys[previous.kid] = SigningKey(
+                    kid=previous.kid,
+                    alg=previous.alg,
+                    private_key=previous.private_key,
+                    public_jwk=previous.public_jwk,
+                    created_at=previous.created_at,
+                    retired_at=now,
+                )
+            self._keys[key.kid] = key
+            self._max_exp[key.kid] = self._stored_max_exp[key.kid] = 0
+            self._current = key
+        return key
+
+    def reserve(self, exp: float | None) -> SigningKey:
+        """The current key, on the promise to keep it published until `exp` (+ grace).
+
+        Reserving before signing closes the race with a concurrent rotation: the key a
+        token is signed with is already committed to stay published for it.
+        """
+        now = int(self._clock())
+        horizon = now + self._max_retention
+        until = horizon if exp is None else min(int(exp) + 1, horizon)
+        with self._lock:
+            key = self.current
+            if until > self._max_exp[key.kid]:
+                self._max_exp[key.kid] = until
+                if until > self._stored_max_exp[key.kid]:
+                    stored = min(until + self._write_ahead, horizon)
+                    with self._db.transaction() as conn:
+                        conn.execute("UPDATE signing_keys SET max_exp = ? WHERE kid = ?", (stored, key.kid))
+                    self._stored_max_exp[key.kid] = stored
+            return key
+
+    def published(self) -> list[SigningKey]:
+        """The current key first, then retired keys some unexpired token may still need."""
+        now = int(self._clock())
+        with self._lock:
+            expired = [
+                kid
+                for kid, key in self._keys.items()
+                if key.retired_at is not None and max(self._max_exp[kid], key.retired_at) + self._grace <= now
+            ]
+            if expired:
+                with self._db.transaction() as conn:
+                    conn.executemany("DELETE FROM signing_keys WHERE kid = ?", [(kid,) for kid in expired])
+                for kid in expired:
+                    del self._keys[kid], self._max_exp[kid], self._stored_max_exp[kid]
+            current = self.current
+            retired = sorted(
+                (key for key in self._keys.values() if key.kid != current.kid),
+                key=lambda key: key.retired_at or 0,
+                reverse=True,
+            )
+            return [current, *retired]
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [dict(key.public_jwk) for key in self.published()]}

@@ -1,0 +1,146 @@
+"""Turning a user and an audience into a signed JWT, and minting arbitrary tokens for tests."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from fake_enterprise.directory import User
+from fake_enterprise.keyring import KeyRing
+from fake_enterprise.settings import IssuerSettings
+
+__all__ = ["IssuedToken", "MintError", "TokenMinter"]
+
+_HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+_RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+
+
+class MintError(ValueError):
+    """The requested token cannot be produced (e.g. an alg the current key cannot sign)."""
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str = field(repr=False)
+    expires_at: int
+    jti: str
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _json(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _overlay(defaults: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`defaults` updated with `overrides`; an override of None removes the member."""
+    merged = dict(defaults)
+    for name, value in overrides.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
+class TokenMinter:
+    def __init__(self, settings: IssuerSettings, keyring: KeyRing) -> None:
+        self._settings = settings
+        self._keyring = keyring
+
+    def issue(self, user: User, *, audience: str, app_id: str, user_type: str) -> IssuedToken:
+        """The audience-bound token issue-token hands out for `user`."""
+        settings = self._settings
+        now = int(settings.clock())
+        exp = now + settings.token_ttl
+        jti = secrets.token_urlsafe(16)
+        client_id = app_id or settings.default_client_id
+        claims: dict[str, Any] = {
+            "iss": settings.issuer_url,
+            "sub": user.user_id,
+            "aud": audience,
+            "iat": now,
+            "nbf": now,
+            "exp": exp,
+            "jti": jti,
+            "tenant_id": user.tenant_id,
+            "azp": client_id,
+            "client_id": client_id,
+            "name": user.name or user.user_id,
+            "user_type": user_type,
+        }
+        if user.email:
+            claims["email"] = user.email
+        profile = user.token_profile or settings.token_profile
+        if profile == "access_token":
+            claims["scope"] = settings.access_token_scope
+            typ = "at+jwt"
+        else:
+            typ = "JWT"
+        key = self._keyring.reserve(exp)
+        token = jwt.encode(claims, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": typ})
+        return IssuedToken(token=token, expires_at=exp, jti=jti)
+
+    def mint(
+        self,
+        claims: Mapping[str, Any],
+        *,
+        header: Mapping[str, Any] | None = None,
+        ttl: int | None = None,
+        hmac_key: str | None = None,
+    ) -> str:
+        """A token with the issuer's defaults overlaid by the caller's claims and header.
+
+        Header `alg` picks the signature: the current key's alg (or, for an RSA key, any
+        RS*/PS*), `HS*` with `hmac_key` (any bytes, PEM text included, so that RS/HS confusion
+        tokens can be built), or `none` for an unsigned `header.payload.` token.
+        """
+        settings = self._settings
+        now = int(settings.clock())
+        payload = _overlay(
+            {
+                "iss": settings.issuer_url,
+                "iat": now,
+                "nbf": now,
+                "exp": now + (settings.token_ttl if ttl is None else ttl),
+                "jti": secrets.token_urlsafe(16),
+            },
+            claims,
+        )
+        exp = payload.get("exp")
+        numeric_exp = exp if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+        key = self._keyring.reserve(numeric_exp)
+        final_header = _overlay({"alg": key.alg, "kid": key.kid, "typ": "JWT"}, header or {})
+        alg = final_header.get("alg")
+        if not isinstance(alg, str):
+            raise MintError("header alg must be a string")
+        if hmac_key is not None and alg not in _HMAC_ALGORITHMS:
+            raise MintError("hmac_key is only used with an HS256, HS384 or HS512 header alg")
+        signing_input = f"{_b64url(_json(final_header))}.{_b64url(_json(payload))}".encode()
+        if alg == "none":
+            signature = b""
+        elif alg in _HMAC_ALGORITHMS:
+            if not hmac_key:
+                raise MintError(f"a header alg of {alg} needs hmac_key")
+            # Signed directly: PyJWT refuses PEM-looking HMAC keys, and building that confusion
+            # token is exactly what this is for.
+            algorithm = jwt.get_algorithm_by_name(alg)
+            signature = hmac.new(hmac_key.encode(), signing_input, algorithm.hash_alg).digest()  # type: ignore[attr-defined]
+        elif alg == key.alg or (alg in _RSA_ALGORITHMS and isinstance(key.private_key, rsa.RSAPrivateKey)):
+            signature = jwt.get_algorithm_by_name(alg).sign(signing_input, key.private_key)
+        else:
+            raise MintError(
+                f"header alg {alg!r} cannot be signed with the current {key.alg} key;"
+                " use the key's alg, HS* with hmac_key, or none"
+            )
+        return f"{signing_input.decode()}.{_b64url(signature)}"

@@ -1,0 +1,71 @@
+"""The issuer's settings: one small frozen dataclass, passed in, never global."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+__all__ = ["SIGNING_ALGORITHMS", "TOKEN_PROFILES", "IssuerSettings"]
+
+SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+TOKEN_PROFILES = ("id_token", "access_token")
+
+
+@dataclass(frozen=True)
+class IssuerSettings:
+    """How one issuer instance behaves.
+
+    `issuer_url` is the `iss` of every token and the base of the discovery document.
+    `secret` guards the inner and admin APIs (header `Enterprise-Api-Secret-Key`).
+    The data key encrypts grants and private signing keys at rest; without `data_key` it
+    comes from `MCP_IDFWD_DATA_KEY` (base64url, 32 bytes), else from a 0600 key file next
+    to the database (`data_key_file`, default `<db_path>.key`) created on first start;
+    a `:memory:` database gets an ephemeral key.
+    """
+
+    issuer_url: str
+    secret: str = field(repr=False)
+    db_path: str = ":memory:"
+    alg: str = "RS256"
+    token_ttl: int = 300
+    token_profile: str = "id_token"
+    data_key: bytes | None = field(default=None, repr=False)
+    jwks_max_age: int = 60
+    data_key_file: str | None = None
+    # Verifiers accept a token a little past `exp`; a retired key stays published that much longer.
+    retired_key_grace: int = 120
+    # A minted token may carry any `exp`; a retired key is kept for at most this long on its behalf.
+    max_key_retention: int = 86_400
+    default_client_id: str = "mcp-host"
+    access_token_scope: str = "openid profile email"
+    max_body_bytes: int = 64 * 1024
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.issuer_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("issuer_url must be an absolute http(s) URL without query or fragment")
+        if not self.secret:
+            raise ValueError("secret must not be empty")
+        if self.alg not in SIGNING_ALGORITHMS:
+            raise ValueError(f"alg must be one of {', '.join(SIGNING_ALGORITHMS)}")
+        if self.token_profile not in TOKEN_PROFILES:
+            raise ValueError(f"token_profile must be one of {', '.join(TOKEN_PROFILES)}")
+        for name in ("token_ttl", "jwks_max_age", "max_body_bytes", "max_key_retention"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer")
+        if self.retired_key_grace < 0:
+            raise ValueError("retired_key_grace must not be negative")
+        if self.data_key is not None and len(self.data_key) != 32:
+            raise ValueError("data_key must be 32 bytes (AES-256)")
+
+    @property
+    def base_url(self) -> str:
+        return self.issuer_url.rstrip("/")
+
+    @property
+    def jwks_uri(self) -> str:
+        return f"{self.base_url}/.well-known/jwks.json"
