@@ -1,1 +1,19 @@
-"""A real MCP server whose every request is checked by `JWKSTokenVerifier`."""
+"""A real MCP server whose every request is checked by `JWKSTokenVerifier`.
+
+`JWKSTokenVerifier` is the part MCP server authors take home: it implements the mcp SDK's
+`TokenVerifier` protocol. `create_app` builds the reference server around it.
+"""
+
+from fake_mcp_server.app import create_app
+from fake_mcp_server.errors import SigningKeysUnavailable, TokenRejected
+from fake_mcp_server.settings import ServerSettings, VerifierSettings
+from fake_mcp_server.verifier import JWKSTokenVerifier
+
+__all__ = [
+    "JWKSTokenVerifier",
+    "ServerSettings",
+    "SigningKeysUnavailable",
+    "TokenRejected",
+    "VerifierSettings",
+    "create_app",
+]

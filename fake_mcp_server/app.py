@@ -1,0 +1,65 @@
+"""`create_app`: the reference MCP server (streamable HTTP), every request verified."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
+from mcp.server.mcpserver import MCPServer
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from pydantic import AnyHttpUrl
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from fake_mcp_server.bearer import BearerAuthMiddleware
+from fake_mcp_server.settings import ServerSettings
+from fake_mcp_server.tools import NoteBook, register_tools
+from fake_mcp_server.verifier import JWKSTokenVerifier
+
+__all__ = ["create_app"]
+
+_INSTRUCTIONS = "Every call acts as the user named by the verified Bearer token; try whoami."
+
+
+def create_app(settings: ServerSettings) -> Starlette:
+    """A Starlette app serving MCP at the path of `settings.resource_url`, plus its RFC 9728 metadata.
+
+    `app.state.verifier` is the `JWKSTokenVerifier` in use; it is closed when the app shuts down.
+    """
+    verifier = JWKSTokenVerifier(settings.verifier_settings())
+    server = MCPServer(settings.server_name, instructions=_INSTRUCTIONS)
+    register_tools(server, NoteBook(settings.max_notes_per_user, settings.max_note_chars))
+
+    resource = urlsplit(settings.resource_url)
+    # Builds the SDK's session manager (with DNS-rebinding protection for a loopback host); we
+    # mount its ASGI handler ourselves, behind our own Bearer middleware.
+    server.streamable_http_app(streamable_http_path=resource.path, host=resource.hostname or "127.0.0.1")
+    session_manager = server.session_manager
+    resource_url = AnyHttpUrl(settings.resource_url)
+    metadata_url = str(build_resource_metadata_url(resource_url))
+
+    routes = [
+        Route(
+            resource.path,
+            endpoint=BearerAuthMiddleware(StreamableHTTPASGIApp(session_manager), verifier, metadata_url),
+        ),
+        *create_protected_resource_routes(
+            resource_url=resource_url,
+            authorization_servers=[AnyHttpUrl(settings.issuer_url)],
+            resource_name=settings.server_name,
+        ),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            async with session_manager.run():
+                yield
+        finally:
+            await verifier.aclose()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.verifier = verifier
+    return app

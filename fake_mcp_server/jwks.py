@@ -1,0 +1,266 @@
+"""The issuer's signing keys: found through discovery, cached per Cache-Control, refreshed sparingly.
+
+Refresh rules, in one place:
+- the first use fetches; after that the set is cached for the response's `max-age`
+  (clamped to [min_jwks_refresh_interval, max_jwks_max_age]);
+- once expired, a token whose key is still in the set is checked with it at once while one
+  refresh runs in the background (stale-while-revalidate);
+- an unknown `kid` waits for one refresh; if that refresh does not bring the kid, or any fetch
+  fails, nothing is fetched again for `min_jwks_refresh_interval` (a flood of made-up kids cannot
+  make us hammer the issuer, a real rotation is picked up at once);
+- at most one fetch is in flight (single flight); everyone who needs it waits on that one;
+- when a fetch fails the cached keys keep serving for up to `jwks_stale_if_error` past expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+from jwt import PyJWK
+from jwt.exceptions import PyJWTError
+
+from fake_mcp_server.errors import SigningKeysUnavailable, TokenRejected
+from fake_mcp_server.settings import ALGORITHM_KEY_TYPES, VerifierSettings
+
+__all__ = ["JWKSCache"]
+
+logger = logging.getLogger(__name__)
+
+_USABLE_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
+
+
+class _JWKSFetchError(Exception):
+    """The JWKS (or the discovery document pointing at it) could not be used."""
+
+
+class _KeySet:
+    """One fetched JWKS: the usable signature keys, by kid, with `PyJWK`s built once per (kid, alg)."""
+
+    def __init__(self, entries: list[dict[str, Any]], expires_at: float) -> None:
+        self.expires_at = expires_at
+        self._entries = entries
+        self._by_kid: dict[str, list[dict[str, Any]]] = {}
+        for entry in entries:
+            kid = entry.get("kid")
+            if kid is not None:
+                self._by_kid.setdefault(kid, []).append(entry)
+        self._resolved: dict[tuple[str | None, str], PyJWK] = {}
+
+    @classmethod
+    def from_document(cls, document: Any, expires_at: float) -> _KeySet:
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+            raise _JWKSFetchError("JWKS is not an object with a 'keys' array")
+        entries = [entry for entry in document["keys"] if _is_usable_signature_key(entry)]
+        if not entries:
+            raise _JWKSFetchError("JWKS has no usable signature keys")
+        return cls(entries, expires_at)
+
+    def has_kid(self, kid: str) -> bool:
+        return kid in self._by_kid
+
+    def find(self, kid: str | None, alg: str) -> PyJWK | None:
+        """The key for a token with this `kid` and `alg`, or None if the kid is not in the set."""
+        resolved = self._resolved.get((kid, alg))
+        if resolved is not None:
+            return resolved
+        if kid is None:
+            if len(self._entries) != 1:
+                raise TokenRejected("token has no key id")
+            candidates = self._entries
+        else:
+            candidates = self._by_kid.get(kid, [])
+            if not candidates:
+                return None
+        for entry in candidates:
+            if _fits(entry, alg):
+                try:
+                    key = PyJWK(entry, algorithm=alg)
+                except PyJWTError:
+                    raise TokenRejected("unusable signing key") from None
+                self._resolved[(kid, alg)] = key
+                return key
+        raise TokenRejected("algorithm does not match the signing key")
+
+
+def _is_usable_signature_key(entry: Any) -> bool:
+    if not isinstance(entry, dict) or entry.get("kty") not in _USABLE_KEY_TYPES:
+        return False
+    if "d" in entry:
+        # An issuer that publishes private key material is broken; do not build on it.
+        return False
+    if entry.get("use", "sig") != "sig":
+        return False
+    key_ops = entry.get("key_ops")
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        return False
+    kid = entry.get("kid")
+    return kid is None or isinstance(kid, str)
+
+
+def _fits(entry: Mapping[str, Any], alg: str) -> bool:
+    """Whether `alg` may be used with this key: its type and curve, and its own `alg` if it names one."""
+    kty, curves = ALGORITHM_KEY_TYPES[alg]
+    if entry.get("kty") != kty or (curves is not None and entry.get("crv") not in curves):
+        return False
+    return entry.get("alg", alg) == alg
+
+
+def _cache_lifetime(headers: httpx.Headers) -> float | None:
+    """Seconds the response may be cached per its Cache-Control and Age headers, or None if unsaid."""
+    directives = [part.strip().lower() for part in headers.get("cache-control", "").split(",")]
+    if "no-store" in directives or "no-cache" in directives:
+        return 0.0
+    for directive in directives:
+        name, _, value = directive.partition("=")
+        if name.strip() == "max-age":
+            try:
+                max_age = int(value.strip().strip('"'))
+            except ValueError:
+                return None
+            try:
+                age = max(int(headers.get("age", "0")), 0)
+            except ValueError:
+                age = 0
+            return float(max(max_age - age, 0))
+    return None
+
+
+class JWKSCache:
+    """Signing keys for `JWKSTokenVerifier`, fetched with the given httpx client.
+
+    `fetches` counts the fetch attempts started so far (a number for metrics and tests).
+    """
+
+    def __init__(
+        self,
+        settings: VerifierSettings,
+        client: httpx.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._clock = clock
+        self._jwks_url = settings.jwks_url
+        self._keys: _KeySet | None = None
+        self._in_flight: asyncio.Task[None] | None = None
+        # No fetch starts before this moment (after a failure, or a refresh that did not find its kid).
+        self._quiet_until = -math.inf
+        self.fetches = 0
+
+    async def key_for(self, kid: str | None, alg: str) -> PyJWK:
+        """The key to check a token with this `kid` and `alg` (already on the allow-list).
+
+        Raises `TokenRejected` when no such key is published and `SigningKeysUnavailable`
+        when there are no usable keys at all.
+        """
+        keys = self._keys
+        now = self._clock()
+        if keys is None or now >= keys.expires_at + self._settings.jwks_stale_if_error:
+            await self._wait_for_refresh(wanted_kid=None)
+            keys = self._keys
+            if keys is None:
+                raise SigningKeysUnavailable("signing keys unavailable")
+        elif now >= keys.expires_at:
+            self._start_refresh_if_allowed(wanted_kid=None)
+        key = keys.find(kid, alg)
+        if key is not None:
+            return key
+        assert kid is not None  # a kid-less token either resolves or raises in find()
+        await self._wait_for_refresh(wanted_kid=kid)
+        keys = self._keys
+        key = keys.find(kid, alg) if keys is not None else None
+        if key is None:
+            raise TokenRejected("unknown signing key")
+        return key
+
+    async def aclose(self) -> None:
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _wait_for_refresh(self, wanted_kid: str | None) -> None:
+        """Join the fetch in flight, or start one if allowed; return when it is over (never raises)."""
+        task = self._in_flight or self._start_refresh_if_allowed(wanted_kid)
+        if task is not None:
+            # Shielded: a caller that goes away must not cancel the fetch the others wait on.
+            await asyncio.shield(task)
+
+    def _start_refresh_if_allowed(self, wanted_kid: str | None) -> asyncio.Task[None] | None:
+        if self._in_flight is not None:
+            return self._in_flight
+        if self._clock() < self._quiet_until:
+            return None
+        self.fetches += 1
+        self._in_flight = asyncio.ensure_future(self._refresh(wanted_kid))
+        return self._in_flight
+
+    async def _refresh(self, wanted_kid: str | None) -> None:
+        try:
+            keys = await self._download()
+        except (httpx.HTTPError, _JWKSFetchError, ValueError, RecursionError) as exc:
+            self._quiet_until = self._clock() + self._settings.min_jwks_refresh_interval
+            logger.warning("JWKS refresh failed (%s); keeping the cached keys", _describe(exc))
+            stale_limit = self._settings.jwks_stale_if_error
+            if self._keys is not None and self._clock() >= self._keys.expires_at + stale_limit:
+                self._keys = None
+        else:
+            self._keys = keys
+            if wanted_kid is not None and not keys.has_kid(wanted_kid):
+                self._quiet_until = self._clock() + self._settings.min_jwks_refresh_interval
+        finally:
+            self._in_flight = None
+
+    async def _download(self) -> _KeySet:
+        url = self._jwks_url or await self._discover()
+        body, headers = await self._get(url)
+        document = json.loads(body)
+        lifetime = _cache_lifetime(headers)
+        if lifetime is None:
+            lifetime = self._settings.default_jwks_max_age
+        lifetime = min(
+            max(lifetime, self._settings.min_jwks_refresh_interval), self._settings.max_jwks_max_age
+        )
+        return _KeySet.from_document(document, expires_at=self._clock() + lifetime)
+
+    async def _discover(self) -> str:
+        issuer = self._settings.issuer
+        assert issuer is not None  # settings require issuer or jwks_url
+        body, _ = await self._get(issuer.rstrip("/") + "/.well-known/openid-configuration")
+        document = json.loads(body)
+        if not isinstance(document, dict) or document.get("issuer") != issuer:
+            raise _JWKSFetchError("discovery document names another issuer")
+        jwks_uri = document.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("http://", "https://")):
+            raise _JWKSFetchError("discovery document has no usable jwks_uri")
+        self._jwks_url = jwks_uri
+        return jwks_uri
+
+    async def _get(self, url: str) -> tuple[bytes, httpx.Headers]:
+        """GET `url` and read at most `max_jwks_bytes` of it; anything but a 200 is an error."""
+        limit = self._settings.max_jwks_bytes
+        async with self._client.stream("GET", url, headers={"Accept": "application/json"}) as response:
+            if response.status_code != 200:
+                raise _JWKSFetchError(f"HTTP {response.status_code} from {url}")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise _JWKSFetchError(f"response from {url} exceeds {limit} bytes")
+        return bytes(body), response.headers
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, _JWKSFetchError):
+        return str(exc)
+    if isinstance(exc, httpx.HTTPError):
+        return f"{type(exc).__name__}: {exc}"
+    return "response is not valid JSON"

@@ -1,0 +1,145 @@
+"""Settings for the token verifier and the reference MCP server: frozen dataclasses, checked on creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+__all__ = ["ALGORITHM_KEY_TYPES", "DEFAULT_ALGORITHMS", "ServerSettings", "VerifierSettings"]
+
+# The asymmetric algorithms a verifier can accept, each with the JWK key type and curves it needs.
+# HMAC and `none` are deliberately absent: a verifier that only holds public keys must never
+# accept a token whose "signature" anyone holding the public key could compute.
+ALGORITHM_KEY_TYPES: dict[str, tuple[str, frozenset[str] | None]] = {
+    "RS256": ("RSA", None),
+    "RS384": ("RSA", None),
+    "RS512": ("RSA", None),
+    "PS256": ("RSA", None),
+    "PS384": ("RSA", None),
+    "PS512": ("RSA", None),
+    "ES256": ("EC", frozenset({"P-256"})),
+    "ES384": ("EC", frozenset({"P-384"})),
+    "ES512": ("EC", frozenset({"P-521"})),
+    "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
+}
+
+DEFAULT_ALGORITHMS: tuple[str, ...] = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "EdDSA",
+)
+
+
+def _require_http_url(name: str, value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{name} must be an absolute http(s) URL")
+
+
+@dataclass(frozen=True)
+class VerifierSettings:
+    """How `JWKSTokenVerifier` checks a token.
+
+    `audience` is this server's resource URL: a token is accepted only if its `aud` (string or
+    array) contains it exactly. The signing keys come from `jwks_url` when given, otherwise from
+    the `jwks_uri` in `{issuer}/.well-known/openid-configuration`; when `issuer` is set, `iss`
+    must equal it.
+    """
+
+    audience: str
+    issuer: str | None = None
+    jwks_url: str | None = None
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    leeway: float = 30.0
+    required_claims: tuple[str, ...] = ("iss", "sub", "aud", "exp", "iat")
+    # Compared case-insensitively, with an optional "application/" prefix (RFC 7515 §4.1.9).
+    # Empty means `typ` is not checked; otherwise a token without `typ` is refused.
+    accepted_types: tuple[str, ...] = ("JWT", "at+jwt", "application/at+jwt")
+    max_token_bytes: int = 16384
+    # After a refresh for an unknown `kid` that did not find it (or after a failed fetch), no
+    # further fetch for this long: a flood of made-up kids costs the issuer one request per
+    # interval at most. A refresh that finds the new key (a real rotation) does not count.
+    # It is also the floor of the cache lifetime, so `max-age=0` cannot turn into a fetch per request.
+    min_jwks_refresh_interval: float = 5.0
+    # Cache lifetime when the JWKS response has no `Cache-Control: max-age`.
+    default_jwks_max_age: float = 300.0
+    # Ceiling on the issuer's `max-age`, so a key the issuer withdraws stops being trusted in time.
+    max_jwks_max_age: float = 86400.0
+    # How long past expiry cached keys keep serving while the JWKS endpoint cannot be reached.
+    jwks_stale_if_error: float = 86400.0
+    max_jwks_bytes: int = 1024 * 1024
+    # Verified tokens remembered (LRU); 0 turns the cache off.
+    cache_size: int = 10_000
+    http_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.audience, str) or not self.audience:
+            raise ValueError("audience must be a non-empty string")
+        if self.issuer is None and self.jwks_url is None:
+            raise ValueError("one of issuer or jwks_url is required")
+        if self.issuer is not None:
+            _require_http_url("issuer", self.issuer)
+        if self.jwks_url is not None:
+            _require_http_url("jwks_url", self.jwks_url)
+        if not self.algorithms:
+            raise ValueError("algorithms must not be empty")
+        unsupported = [alg for alg in self.algorithms if alg not in ALGORITHM_KEY_TYPES]
+        if unsupported:
+            raise ValueError(f"unsupported or symmetric algorithms: {', '.join(map(repr, unsupported))}")
+        if self.leeway < 0:
+            raise ValueError("leeway must not be negative")
+        if self.max_token_bytes <= 0 or self.max_jwks_bytes <= 0:
+            raise ValueError("size limits must be positive")
+        if self.cache_size < 0:
+            raise ValueError("cache_size must not be negative")
+        if min(self.min_jwks_refresh_interval, self.default_jwks_max_age, self.jwks_stale_if_error) < 0:
+            raise ValueError("JWKS intervals must not be negative")
+        if self.max_jwks_max_age < self.min_jwks_refresh_interval:
+            raise ValueError("max_jwks_max_age must be at least min_jwks_refresh_interval")
+        if self.http_timeout <= 0:
+            raise ValueError("http_timeout must be positive")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The reference MCP server: who issues its tokens, and the URL it is reached at.
+
+    `resource_url` is the streamable HTTP endpoint (e.g. "http://127.0.0.1:9100/mcp"); it is the
+    audience tokens must carry. `verifier` overrides the default verifier settings (its audience
+    must be `resource_url`).
+    """
+
+    issuer_url: str
+    resource_url: str
+    jwks_url: str | None = None
+    verifier: VerifierSettings | None = None
+    server_name: str = "mcp-idfwd-server"
+    max_notes_per_user: int = 100
+    max_note_chars: int = 2000
+
+    def __post_init__(self) -> None:
+        _require_http_url("issuer_url", self.issuer_url)
+        _require_http_url("resource_url", self.resource_url)
+        if not urlsplit(self.resource_url).path.strip("/"):
+            raise ValueError("resource_url must include the MCP endpoint path, e.g. /mcp")
+        if self.jwks_url is not None:
+            _require_http_url("jwks_url", self.jwks_url)
+        if self.verifier is not None:
+            if self.verifier.audience != self.resource_url:
+                raise ValueError("verifier.audience must equal resource_url")
+            if not {"iss", "sub", "aud", "exp"} <= set(self.verifier.required_claims):
+                raise ValueError("the server needs iss, sub, aud and exp among verifier.required_claims")
+        if self.max_notes_per_user < 0 or self.max_note_chars <= 0:
+            raise ValueError("note limits must be positive")
+
+    def verifier_settings(self) -> VerifierSettings:
+        """The verifier settings this server uses: `verifier` if given, else defaults for this issuer."""
+        if self.verifier is not None:
+            return self.verifier
+        return VerifierSettings(audience=self.resource_url, issuer=self.issuer_url, jwks_url=self.jwks_url)
