@@ -1,1 +1,62 @@
 """What an MCP host embeds to forward its end users' identity to MCP servers."""
+
+from client_runtime.auth import ForwardedIdentityAuth
+from client_runtime.broker import TokenBroker, TokenKey
+from client_runtime.credentials import (
+    CredentialNotFoundError,
+    CredentialType,
+    EndUserCredential,
+    EndUserCredentialStore,
+)
+from client_runtime.crypto import DATA_KEY_ENV, DataCipher, DataKeyError, DecryptionError, load_data_key
+from client_runtime.database import Database
+from client_runtime.errors import (
+    MCPCredentialRequiredError,
+    MCPIdentityForwardingError,
+    MCPIdentityRefreshError,
+    MCPIssuerConfigError,
+    MCPMissingUserError,
+    MCPNoRefreshTokenError,
+    MCPProviderConfigError,
+    MCPTokenError,
+    MCPToolInvocationError,
+    UnknownIdentityModeError,
+)
+from client_runtime.issuer_client import EnterpriseTokenClient, EnterpriseTokenSettings, IssuedToken
+from client_runtime.modes import IdentityMode
+from client_runtime.providers import MCPProvider, ProviderNotFoundError, ProviderStore
+from client_runtime.runtime import MCPToolRuntime
+
+__all__ = [
+    "DATA_KEY_ENV",
+    "CredentialNotFoundError",
+    "CredentialType",
+    "DataCipher",
+    "DataKeyError",
+    "Database",
+    "DecryptionError",
+    "EndUserCredential",
+    "EndUserCredentialStore",
+    "EnterpriseTokenClient",
+    "EnterpriseTokenSettings",
+    "ForwardedIdentityAuth",
+    "IdentityMode",
+    "IssuedToken",
+    "MCPCredentialRequiredError",
+    "MCPIdentityForwardingError",
+    "MCPIdentityRefreshError",
+    "MCPIssuerConfigError",
+    "MCPMissingUserError",
+    "MCPNoRefreshTokenError",
+    "MCPProvider",
+    "MCPProviderConfigError",
+    "MCPTokenError",
+    "MCPToolInvocationError",
+    "MCPToolRuntime",
+    "ProviderNotFoundError",
+    "ProviderStore",
+    "TokenBroker",
+    "TokenKey",
+    "UnknownIdentityModeError",
+    "load_data_key",
+]

@@ -1,0 +1,108 @@
+"""The exceptions a host catches, each with the sentence it should show its end user.
+
+Every failure to obtain or forward an identity derives from `MCPTokenError`, so a host that
+only wants "identity failed, do not run the tool" catches that one class. Subclasses say
+*why*, which decides what the user is told and whether retrying can help. No message or
+repr ever contains a token, a secret or a credential.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MCPCredentialRequiredError",
+    "MCPIdentityForwardingError",
+    "MCPIdentityRefreshError",
+    "MCPIssuerConfigError",
+    "MCPMissingUserError",
+    "MCPNoRefreshTokenError",
+    "MCPProviderConfigError",
+    "MCPTokenError",
+    "MCPToolInvocationError",
+    "UnknownIdentityModeError",
+]
+
+
+class MCPTokenError(Exception):
+    """No identity could be obtained or forwarded, so the tool was not run (fail closed).
+
+    Raised as such for issuer faults: transport errors, timeouts, 5xx after retries, bad
+    JSON or a malformed response. `retriable` says whether trying again later can help.
+    """
+
+    user_message = "The identity service is unavailable right now. Please try again in a moment."
+    retriable = True
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, error_code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_code = error_code
+
+
+class MCPNoRefreshTokenError(MCPTokenError):
+    """The user never signed in with SSO, so the issuer holds no grant to mint from (428)."""
+
+    user_message = "Sign in with your company account (SSO) to use this tool."
+    retriable = False
+
+
+class MCPIdentityRefreshError(MCPTokenError):
+    """The user's SSO grant was revoked, expired or refused by the IdP, or policy denies it (401/403)."""
+
+    user_message = "Your company sign-in has expired or access was revoked. Sign in again to use this tool."
+    retriable = False
+
+
+class MCPIssuerConfigError(MCPTokenError):
+    """The issuer rejected this host's credentials (401 invalid_client): an operator must fix it."""
+
+    user_message = "This tool is misconfigured. Please contact your administrator."
+    retriable = False
+
+
+class MCPMissingUserError(MCPTokenError):
+    """Identity forwarding is on but the call carries no user; refused before any network I/O."""
+
+    user_message = "This tool acts on behalf of a signed-in user and cannot run without one."
+    retriable = False
+
+
+class MCPCredentialRequiredError(MCPTokenError):
+    """`end_user_credential` mode and the user has no usable credential for this provider.
+
+    `reason` is "missing" or "expired".
+    """
+
+    user_message = "Connect your account for this tool to continue."
+    retriable = False
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class MCPIdentityForwardingError(MCPTokenError):
+    """The MCP server rejected the forwarded identity (HTTP 401/403).
+
+    The cached token is evicted; the call is never retried with another identity.
+    """
+
+    user_message = (
+        "The tool's server did not accept your identity. Sign in again or contact your administrator."
+    )
+    retriable = False
+
+
+class MCPToolInvocationError(Exception):
+    """The MCP server could not be reached or spoke something other than MCP (not an identity fault)."""
+
+    user_message = "The tool's server could not be reached. Please try again later."
+
+
+class MCPProviderConfigError(ValueError):
+    """A provider's stored or given configuration is invalid (bad URL, header name, ...)."""
+
+
+class UnknownIdentityModeError(MCPProviderConfigError):
+    """A stored identity mode is not one this runtime knows; it is never treated as `off`."""

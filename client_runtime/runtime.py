@@ -1,0 +1,223 @@
+"""`MCPToolRuntime`: call a provider's MCP tools as a given end user, failing closed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, Implementation, Tool
+
+from client_runtime.auth import ForwardedIdentityAuth
+from client_runtime.broker import TokenBroker, TokenKey
+from client_runtime.credentials import CredentialType, EndUserCredentialStore
+from client_runtime.errors import (
+    MCPIdentityForwardingError,
+    MCPIssuerConfigError,
+    MCPMissingUserError,
+    MCPProviderConfigError,
+    MCPTokenError,
+    MCPToolInvocationError,
+)
+from client_runtime.issuer_client import USER_TYPES, IssuedToken
+from client_runtime.modes import IdentityMode
+from client_runtime.providers import AUTHORIZATION, MCPProvider
+
+__all__ = ["MCPToolRuntime"]
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """Who one session speaks as: its auth (None in `off` mode) and, for issued tokens, how to evict."""
+
+    auth: ForwardedIdentityAuth | None
+    header: str | None = None
+    key: TokenKey | None = None
+    token: IssuedToken | None = None
+
+
+class MCPToolRuntime:
+    """Runs MCP tool calls for end users over streamable HTTP.
+
+    Per call, in this order: forwarding on and no user → `MCPMissingUserError` before any
+    I/O; obtain the identity (issuer token via `broker`, or the user's stored credential);
+    open a fresh MCP session that carries it on every request; call; close. Sessions and
+    connections are never pooled, so no user's identity can leak into another user's call.
+    A 401/403 from the server while forwarding evicts the token and raises
+    `MCPIdentityForwardingError`; there is no retry with static auth or another identity.
+    """
+
+    def __init__(
+        self,
+        *,
+        broker: TokenBroker | None = None,
+        credentials: EndUserCredentialStore | None = None,
+        timeout: float = 30.0,
+        client_info: Implementation | None = None,
+        http_client_factory: Callable[..., httpx2.AsyncClient] = httpx2.AsyncClient,
+    ) -> None:
+        self._broker = broker
+        self._credentials = credentials
+        self._timeout = timeout
+        self._client_info = client_info or Implementation(name="mcp-idfwd-client-runtime", version="0.1.0")
+        self._http_client_factory = http_client_factory
+
+    async def invoke(
+        self,
+        provider: MCPProvider,
+        tool: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        tenant_id: str,
+        user_id: str | None,
+        user_type: str = "account",
+        credential_id: str | None = None,
+    ) -> CallToolResult:
+        """Call `tool` on `provider` as `user_id`; the result as the server returned it.
+
+        Tool-level failures come back as a result with `is_error`; identity failures raise
+        `MCPTokenError` subclasses; an unreachable or misbehaving server raises `MCPToolInvocationError`.
+        """
+        args = dict(arguments) if arguments is not None else None
+
+        async def call(client: Client) -> CallToolResult:
+            return await client.call_tool(tool, args)
+
+        return await self._run(provider, call, tenant_id, user_id, user_type, credential_id)
+
+    async def list_tools(
+        self,
+        provider: MCPProvider,
+        *,
+        tenant_id: str,
+        user_id: str | None,
+        user_type: str = "account",
+        credential_id: str | None = None,
+    ) -> list[Tool]:
+        """Every tool `provider` offers to `user_id` (all pages)."""
+
+        async def listing(client: Client) -> list[Tool]:
+            tools: list[Tool] = []
+            cursor: str | None = None
+            while True:
+                page = await client.list_tools(cursor=cursor, cache_mode="bypass")
+                tools.extend(page.tools)
+                cursor = page.next_cursor
+                if not cursor:
+                    return tools
+
+        return await self._run(provider, listing, tenant_id, user_id, user_type, credential_id)
+
+    async def _run(
+        self,
+        provider: MCPProvider,
+        action: Callable[[Client], Any],
+        tenant_id: str,
+        user_id: str | None,
+        user_type: str,
+        credential_id: str | None,
+    ) -> Any:
+        if tenant_id != provider.tenant_id:
+            raise MCPProviderConfigError("the provider belongs to another tenant than the call")
+        if user_type not in USER_TYPES:
+            raise MCPProviderConfigError(f"user_type must be one of {USER_TYPES}")
+        mode = provider.effective_mode
+        if mode.forwards_identity and not user_id:
+            raise MCPMissingUserError(
+                f"provider {provider.provider_id!r} forwards identity ({mode.value}) but the call has no user"
+            )
+        identity = await self._identity(provider, mode, tenant_id, user_id or "", user_type, credential_id)
+        try:
+            return await self._session_call(provider, identity, action)
+        except MCPTokenError:
+            raise
+        except Exception as exc:
+            rejected = identity.auth.rejected_status if identity.auth is not None else None
+            if rejected is None:
+                raise MCPToolInvocationError(
+                    f"MCP call to provider {provider.provider_id!r} failed: {_describe(exc)}"
+                ) from exc
+            self._reject(identity, rejected)
+        raise AssertionError("unreachable: _reject always raises")
+
+    def _reject(self, identity: _Identity, status: int) -> None:
+        if self._broker is not None and identity.key is not None:
+            self._broker.invalidate(identity.key, identity.token)
+        raise MCPIdentityForwardingError(
+            f"the MCP server rejected the forwarded identity (HTTP {status})", status_code=status
+        )
+
+    async def _identity(
+        self,
+        provider: MCPProvider,
+        mode: IdentityMode,
+        tenant_id: str,
+        user_id: str,
+        user_type: str,
+        credential_id: str | None,
+    ) -> _Identity:
+        if mode is IdentityMode.OFF:
+            return _Identity(auth=None)
+        if mode is IdentityMode.IDP_TOKEN:
+            if self._broker is None:
+                raise MCPIssuerConfigError("idp_token mode needs a TokenBroker, and this runtime has none")
+            key = TokenKey(tenant_id, user_id, user_type, provider.server_url)
+            token = await self._broker.get(
+                tenant_id=tenant_id, user_id=user_id, audience=provider.server_url, user_type=user_type
+            )
+            auth = ForwardedIdentityAuth(token.token, header=provider.token_header)
+            return _Identity(auth=auth, header=provider.token_header, key=key, token=token)
+        if mode is IdentityMode.END_USER_CREDENTIAL:
+            if self._credentials is None:
+                raise MCPIssuerConfigError("end_user_credential mode needs an EndUserCredentialStore")
+            credential = self._credentials.usable(
+                tenant_id, user_id, provider.provider_id, credential_id=credential_id
+            )
+            header = (
+                provider.token_header
+                if credential.credential_type is CredentialType.API_KEY
+                else AUTHORIZATION
+            )
+            return _Identity(auth=ForwardedIdentityAuth(credential.secret, header=header), header=header)
+        raise MCPProviderConfigError(f"identity mode {mode.value!r} is not supported by this runtime")
+
+    async def _session_call(
+        self, provider: MCPProvider, identity: _Identity, action: Callable[[Client], Any]
+    ) -> Any:
+        # The identity header replaces a static header of the same name, so static auth never rides along.
+        headers = {
+            name: value
+            for name, value in provider.static_headers.items()
+            if identity.header is None or name.lower() != identity.header.lower()
+        }
+        http_client = self._http_client_factory(
+            headers=headers,
+            auth=identity.auth,
+            timeout=httpx2.Timeout(self._timeout),
+            follow_redirects=False,
+        )
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(http_client)
+            client = Client(
+                streamable_http_client(provider.server_url, http_client=http_client),
+                read_timeout_seconds=self._timeout,
+                client_info=self._client_info,
+                cache=None,
+            )
+            await stack.enter_async_context(client)
+            result = await action(client)
+        if identity.auth is not None and identity.auth.rejected_status is not None:
+            self._reject(identity, identity.auth.rejected_status)
+        return result
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line account of a failure, looking through exception groups to the first leaf."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
