@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
-from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
+from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from fake_mcp_server.bearer import BearerAuthMiddleware
@@ -37,19 +39,14 @@ def create_app(settings: ServerSettings) -> Starlette:
     # mount its ASGI handler ourselves, behind our own Bearer middleware.
     server.streamable_http_app(streamable_http_path=resource.path, host=resource.hostname or "127.0.0.1")
     session_manager = server.session_manager
-    resource_url = AnyHttpUrl(settings.resource_url)
-    metadata_url = str(build_resource_metadata_url(resource_url))
+    metadata_url = str(build_resource_metadata_url(AnyHttpUrl(settings.resource_url)))
 
     routes = [
         Route(
             resource.path,
             endpoint=BearerAuthMiddleware(StreamableHTTPASGIApp(session_manager), verifier, metadata_url),
         ),
-        *create_protected_resource_routes(
-            resource_url=resource_url,
-            authorization_servers=[AnyHttpUrl(settings.issuer_url)],
-            resource_name=settings.server_name,
-        ),
+        _protected_resource_metadata(settings, urlsplit(metadata_url).path),
     ]
 
     @asynccontextmanager
@@ -63,3 +60,18 @@ def create_app(settings: ServerSettings) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.verifier = verifier
     return app
+
+
+def _protected_resource_metadata(settings: ServerSettings, path: str) -> Route:
+    """RFC 9728 metadata naming the issuer exactly as configured (identifiers compare as strings)."""
+    document = {
+        "resource": settings.resource_url,
+        "authorization_servers": [settings.issuer_url],
+        "bearer_methods_supported": ["header"],
+        "resource_name": settings.server_name,
+    }
+
+    async def metadata(request: Request) -> JSONResponse:
+        return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
+
+    return Route(path, metadata, methods=["GET"])

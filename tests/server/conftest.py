@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,7 @@ class Keys:
     rsa_other: SigningKey  # never published: signs tokens that must fail
     ec: SigningKey
     ed: SigningKey
+    rsa_weak: SigningKey  # 1024 bits: published, but too short to trust
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +60,9 @@ def keys() -> Keys:
         rsa_other=SigningKey("rsa-1", "RS256", rsa_key()),
         ec=SigningKey("ec-1", "ES256", ec.generate_private_key(ec.SECP256R1())),
         ed=SigningKey("ed-1", "EdDSA", ed25519.Ed25519PrivateKey.generate()),
+        rsa_weak=SigningKey(
+            "rsa-weak", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=1024)
+        ),
     )
 
 
@@ -103,10 +108,10 @@ class JWKSHost:
         return Response(json.dumps({"keys": self.keys}), media_type="application/json", headers=headers)
 
 
-@pytest.fixture
-def jwks_host(keys: Keys) -> Iterator[JWKSHost]:
+@contextmanager
+def hosted_jwks(*published: SigningKey) -> Iterator[JWKSHost]:
     host = JWKSHost()
-    host.publish(keys.rsa, keys.ec, keys.ed)
+    host.publish(*published)
     sock = bind_loopback()
     host.url = socket_url(sock)
     served = start_in_thread(host.app, sock)
@@ -114,6 +119,12 @@ def jwks_host(keys: Keys) -> Iterator[JWKSHost]:
         yield host
     finally:
         served.stop()
+
+
+@pytest.fixture
+def jwks_host(keys: Keys) -> Iterator[JWKSHost]:
+    with hosted_jwks(keys.rsa, keys.ec, keys.ed) as host:
+        yield host
 
 
 def mint(
@@ -126,7 +137,10 @@ def mint(
     drop: tuple[str, ...] = (),
     alg: str | None = None,
 ) -> str:
-    """A token signed by `key`: sensible claims and header, overridden by `claims`/`header`, minus `drop`."""
+    """A token signed by `key`: sensible claims and header, overridden by `claims`/`header`, minus `drop`.
+
+    A header value of None removes that header parameter.
+    """
     now = int(time.time())
     payload: dict[str, Any] = {
         "iss": issuer,
@@ -144,7 +158,13 @@ def mint(
     payload.update(claims or {})
     for name in drop:
         payload.pop(name, None)
-    headers = {"kid": key.kid, "typ": "JWT", **(header or {})}
+    headers = {
+        name: value
+        for name, value in {"kid": key.kid, "typ": "JWT", **(header or {})}.items()
+        if value is not None
+    }
+    if "typ" not in headers:
+        headers["typ"] = ""  # PyJWT's way of leaving typ out
     return jwt.encode(payload, key.private_key, algorithm=alg or key.alg, headers=headers)
 
 
@@ -160,18 +180,21 @@ class RunningServer:
         return self.served.url
 
 
-def start_server(host: JWKSHost, **verifier_options: Any) -> RunningServer:
+@contextmanager
+def running_server(host: JWKSHost, **verifier_options: Any) -> Iterator[RunningServer]:
+    """The reference server trusting `host`, with these `VerifierSettings` options."""
     sock = bind_loopback()
     resource_url = socket_url(sock) + "/mcp"
     verifier = VerifierSettings(audience=resource_url, issuer=host.url, **verifier_options)
     app = create_app(ServerSettings(issuer_url=host.url, resource_url=resource_url, verifier=verifier))
-    return RunningServer(start_in_thread(app, sock), resource_url, host.url, app)
+    served = start_in_thread(app, sock)
+    try:
+        yield RunningServer(served, resource_url, host.url, app)
+    finally:
+        served.stop()
 
 
 @pytest.fixture
 def server(jwks_host: JWKSHost) -> Iterator[RunningServer]:
-    running = start_server(jwks_host)
-    try:
+    with running_server(jwks_host) as running:
         yield running
-    finally:
-        running.served.stop()
