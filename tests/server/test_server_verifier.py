@@ -1,0 +1,286 @@
+"""JWKSTokenVerifier alone, against a JWKS the test hosts: its results, its token cache, its key cache."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import jwt
+import pytest
+from conftest import JWKSHost, Keys, SigningKey, mint
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from fake_mcp_server import JWKSTokenVerifier, SigningKeysUnavailable, TokenRejected, VerifierSettings
+
+pytestmark = pytest.mark.anyio
+
+AUDIENCE = "http://127.0.0.1:9100/mcp"
+
+
+def _new_rsa(kid: str) -> SigningKey:
+    return SigningKey(kid, "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+
+@pytest.fixture
+async def verifier(jwks_host: JWKSHost) -> AsyncIterator[JWKSTokenVerifier]:
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        yield verifier
+
+
+def _token(host: JWKSHost, key: SigningKey, **options: Any) -> str:
+    return mint(key, issuer=host.url, audience=AUDIENCE, **options)
+
+
+@pytest.fixture
+def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every signature check the verifier makes (PyJWT's decode), to tell cache hits from misses."""
+    calls: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr("fake_mcp_server.verifier.jwt.decode", counting_decode)
+    return calls
+
+
+async def test_access_token_carries_the_verified_identity(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys
+) -> None:
+    token = _token(jwks_host, keys.rsa, claims={"scope": "notes:read notes:write", "sub": "alice"})
+    access = await verifier.verify(token)
+    assert access.subject == "alice"
+    assert access.client_id == "host-app"
+    assert access.scopes == ["notes:read", "notes:write"]
+    assert access.resource == AUDIENCE
+    assert access.expires_at == jwt.decode(token, options={"verify_signature": False})["exp"]
+    assert access.claims is not None and access.claims["tenant_id"] == "tenant-a"
+    assert access.token == token
+
+
+async def test_verify_token_protocol_returns_none_on_rejection(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys
+) -> None:
+    assert (
+        await verifier.verify_token(_token(jwks_host, keys.rsa, claims={"aud": "http://127.0.0.1:1/x"}))
+        is None
+    )
+    assert (await verifier.verify_token(_token(jwks_host, keys.ec))) is not None
+
+
+async def test_client_id_falls_back_to_azp(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys
+) -> None:
+    token = _token(jwks_host, keys.rsa, claims={"azp": "agent"}, drop=("client_id",))
+    assert (await verifier.verify(token)).client_id == "agent"
+
+
+async def test_repeat_token_is_served_from_cache(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys, count_decodes: list[str]
+) -> None:
+    token = _token(jwks_host, keys.rsa)
+    first = await verifier.verify(token)
+    second = await verifier.verify(token)
+    assert second is first
+    assert len(count_decodes) == 1
+
+
+async def test_token_past_exp_is_never_answered_from_cache(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys, count_decodes: list[str]
+) -> None:
+    # Past exp but inside the leeway: accepted, yet each request must be checked again.
+    token = _token(jwks_host, keys.rsa, claims={"exp": int(time.time()) - 5})
+    await verifier.verify(token)
+    await verifier.verify(token)
+    assert len(count_decodes) == 2
+
+
+async def test_cache_is_bounded_lru(jwks_host: JWKSHost, keys: Keys, count_decodes: list[str]) -> None:
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, cache_size=2)
+    async with JWKSTokenVerifier(settings) as verifier:
+        first, second, third = (_token(jwks_host, keys.rsa) for _ in range(3))
+        for token in (first, second, first, third):  # `second` is now least recently used
+            await verifier.verify(token)
+        assert len(count_decodes) == 3
+        await verifier.verify(first)
+        assert len(count_decodes) == 3
+        await verifier.verify(second)
+        assert len(count_decodes) == 4
+
+
+async def test_oversized_token_is_refused_before_parsing(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost
+) -> None:
+    with pytest.raises(TokenRejected) as refused:
+        await verifier.verify("a" * 16385)
+    assert refused.value.description == "token too large"
+    assert verifier.jwks.fetches == 0
+
+
+async def test_token_just_under_the_limit_is_checked(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys
+) -> None:
+    def padded(size: int) -> str:
+        return _token(jwks_host, keys.rsa, claims={"jti": "fixed", "pad": "x" * size})
+
+    low, high = 0, 16384  # the largest padding that keeps the token within the limit
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if len(padded(middle)) <= 16384 else (low, middle - 1)
+    token = padded(low)
+    assert 16384 - 4 < len(token) <= 16384
+    assert (await verifier.verify(token)).subject == "user-1"
+
+
+async def test_non_ascii_token_is_malformed(verifier: JWKSTokenVerifier) -> None:
+    with pytest.raises(TokenRejected, match="malformed token"):
+        await verifier.verify("eyJhbGciOiJSUzI1NiJ9.é.x")
+
+
+async def test_rejection_message_never_contains_the_token(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys
+) -> None:
+    token = _token(jwks_host, keys.rsa_other)
+    with pytest.raises(TokenRejected) as refused:
+        await verifier.verify(token)
+    assert token not in str(refused.value) and token not in repr(refused.value)
+    assert "user-1" not in str(refused.value)
+
+
+async def test_max_age_is_honoured(verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys) -> None:
+    jwks_host.cache_control = "max-age=300"
+    for _ in range(5):
+        await verifier.verify(_token(jwks_host, keys.rsa))
+    assert verifier.jwks.fetches == 1
+    assert jwks_host.fetches == 1
+
+
+@pytest.mark.parametrize("cache_control", ["max-age=0", "no-store", "no-cache, max-age=600"])
+async def test_expired_keys_are_refetched(jwks_host: JWKSHost, keys: Keys, cache_control: str) -> None:
+    jwks_host.cache_control = cache_control
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, min_jwks_refresh_interval=0)
+    async with JWKSTokenVerifier(settings) as verifier:
+        await verifier.verify(_token(jwks_host, keys.rsa))
+        # The cached key still serves this token at once; a refresh starts in the background.
+        await verifier.verify(_token(jwks_host, keys.rsa))
+        assert verifier.jwks.fetches == 2
+        await asyncio.to_thread(jwks_host.wait_for_fetches, 2)
+
+
+async def test_key_rotation_is_picked_up_at_once(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys
+) -> None:
+    await verifier.verify(_token(jwks_host, keys.rsa))
+    for generation in (2, 3):  # two rotations in a row: a refresh that finds its key is never throttled
+        new_key = _new_rsa(f"rsa-{generation}")
+        jwks_host.keys = [*jwks_host.keys, new_key.public_jwk()]
+        assert (await verifier.verify(_token(jwks_host, new_key))).subject == "user-1"
+    assert (await verifier.verify(_token(jwks_host, keys.rsa))).subject == "user-1"
+    assert jwks_host.fetches == 3
+
+
+async def test_flood_of_unknown_kids_costs_a_handful_of_fetches(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys
+) -> None:
+    tokens = [_token(jwks_host, keys.rsa, header={"kid": uuid.uuid4().hex}) for _ in range(1000)]
+
+    async def refused(token: str) -> str:
+        with pytest.raises(TokenRejected) as rejection:
+            await verifier.verify(token)
+        return rejection.value.description
+
+    # Half at once (single flight), half one after another (the refresh interval).
+    assert set(await asyncio.gather(*(refused(t) for t in tokens[:500]))) == {"unknown signing key"}
+    for token in tokens[500:]:
+        assert await refused(token) == "unknown signing key"
+    assert jwks_host.fetches <= 3
+    assert (await verifier.verify(_token(jwks_host, keys.rsa))).subject == "user-1"
+
+
+async def test_jwks_outage_keeps_cached_keys_working(jwks_host: JWKSHost, keys: Keys) -> None:
+    jwks_host.cache_control = "max-age=0"
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, min_jwks_refresh_interval=0)
+    async with JWKSTokenVerifier(settings) as verifier:
+        await verifier.verify(_token(jwks_host, keys.rsa))
+        jwks_host.failing = True
+        await verifier.verify(_token(jwks_host, keys.ec))
+        await asyncio.to_thread(jwks_host.wait_for_fetches, 2)  # the refresh failed...
+        for key in (keys.rsa, keys.ec, keys.ed):  # ...and every cached key still works
+            assert (await verifier.verify(_token(jwks_host, key))).subject == "user-1"
+        with pytest.raises(TokenRejected, match="unknown signing key"):
+            await verifier.verify(_token(jwks_host, keys.rsa, header={"kid": "rsa-9"}))
+
+
+async def test_keys_stale_beyond_the_limit_are_dropped(jwks_host: JWKSHost, keys: Keys) -> None:
+    jwks_host.cache_control = "max-age=0"
+    settings = VerifierSettings(
+        audience=AUDIENCE, issuer=jwks_host.url, min_jwks_refresh_interval=0, jwks_stale_if_error=0
+    )
+    async with JWKSTokenVerifier(settings) as verifier:
+        await verifier.verify(_token(jwks_host, keys.rsa))
+        jwks_host.failing = True
+        with pytest.raises(SigningKeysUnavailable):
+            await verifier.verify(_token(jwks_host, keys.rsa))
+
+
+async def test_failed_fetch_is_not_retried_at_once(jwks_host: JWKSHost, keys: Keys) -> None:
+    jwks_host.failing = True
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        for _ in range(20):
+            with pytest.raises(SigningKeysUnavailable):
+                await verifier.verify(_token(jwks_host, keys.rsa))
+    assert jwks_host.fetches == 1
+
+
+async def test_discovery_naming_another_issuer_is_not_trusted(jwks_host: JWKSHost, keys: Keys) -> None:
+    jwks_host.discovery_issuer = "http://127.0.0.1:1"
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        with pytest.raises(SigningKeysUnavailable):
+            await verifier.verify(_token(jwks_host, keys.rsa))
+    assert jwks_host.fetches == 0
+
+
+async def test_explicit_jwks_url_without_issuer(jwks_host: JWKSHost, keys: Keys) -> None:
+    settings = VerifierSettings(audience=AUDIENCE, jwks_url=jwks_host.jwks_url)
+    async with JWKSTokenVerifier(settings) as verifier:
+        access = await verifier.verify(mint(keys.rsa, issuer="http://127.0.0.1:7", audience=AUDIENCE))
+    assert access.claims is not None and access.claims["iss"] == "http://127.0.0.1:7"
+
+
+async def test_single_key_without_kid_serves_tokens_without_kid(jwks_host: JWKSHost, keys: Keys) -> None:
+    jwks_host.keys = [{k: v for k, v in keys.rsa.public_jwk().items() if k != "kid"}]
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        assert (await verifier.verify(_token(jwks_host, keys.rsa, header={"kid": None}))).subject == "user-1"
+
+
+@pytest.mark.parametrize(
+    "unusable",
+    [{"use": "enc"}, {"key_ops": ["encrypt"]}, {"alg": "RS512"}],
+    ids=["use-enc", "key-ops-encrypt", "alg-pinned-to-another"],
+)
+async def test_keys_not_meant_for_this_signature_are_not_used(
+    jwks_host: JWKSHost, keys: Keys, unusable: dict[str, Any]
+) -> None:
+    jwks_host.keys = [{**keys.rsa.public_jwk(), **unusable}, keys.ec.public_jwk()]
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        with pytest.raises(TokenRejected):
+            await verifier.verify(_token(jwks_host, keys.rsa))
+
+
+async def test_oversized_jwks_is_refused(jwks_host: JWKSHost, keys: Keys) -> None:
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, max_jwks_bytes=200)
+    async with JWKSTokenVerifier(settings) as verifier:
+        with pytest.raises(SigningKeysUnavailable):
+            await verifier.verify(_token(jwks_host, keys.rsa))
+
+
+async def test_allow_list_is_configurable(jwks_host: JWKSHost, keys: Keys) -> None:
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, algorithms=("EdDSA",))
+    async with JWKSTokenVerifier(settings) as verifier:
+        assert (await verifier.verify(_token(jwks_host, keys.ed))).subject == "user-1"
+        with pytest.raises(TokenRejected, match="algorithm not allowed"):
+            await verifier.verify(_token(jwks_host, keys.rsa))
