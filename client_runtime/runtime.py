@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx2
 from mcp.client import Client
@@ -20,7 +20,6 @@ from client_runtime.errors import (
     MCPIssuerConfigError,
     MCPMissingUserError,
     MCPProviderConfigError,
-    MCPTokenError,
     MCPToolInvocationError,
 )
 from client_runtime.issuer_client import USER_TYPES, IssuedToken
@@ -131,20 +130,27 @@ class MCPToolRuntime:
                 f"provider {provider.provider_id!r} forwards identity ({mode.value}) but the call has no user"
             )
         identity = await self._identity(provider, mode, tenant_id, user_id or "", user_type, credential_id)
+        watch = _RejectionWatch()
         try:
-            return await self._session_call(provider, identity, action)
-        except MCPTokenError:
-            raise
+            result = await self._session_call(provider, identity, watch, action)
         except Exception as exc:
-            rejected = identity.auth.rejected_status if identity.auth is not None else None
-            if rejected is None:
+            if watch.status is None:
                 raise MCPToolInvocationError(
                     f"MCP call to provider {provider.provider_id!r} failed: {_describe(exc)}"
                 ) from exc
-            self._reject(identity, rejected)
-        raise AssertionError("unreachable: _reject always raises")
+            self._reject(provider, identity, watch.status)
+        if watch.status is not None:
+            # A rejection anywhere in the session (say, on the GET stream) still means the
+            # server does not accept this identity.
+            self._reject(provider, identity, watch.status)
+        return result
 
-    def _reject(self, identity: _Identity, status: int) -> None:
+    def _reject(self, provider: MCPProvider, identity: _Identity, status: int) -> NoReturn:
+        if identity.auth is None:
+            raise MCPToolInvocationError(
+                f"the MCP server of provider {provider.provider_id!r} refused the call (HTTP {status});"
+                " it requires an identity this provider does not send"
+            )
         if self._broker is not None and identity.key is not None:
             self._broker.invalidate(identity.key, identity.token)
         raise MCPIdentityForwardingError(
@@ -186,7 +192,11 @@ class MCPToolRuntime:
         raise MCPProviderConfigError(f"identity mode {mode.value!r} is not supported by this runtime")
 
     async def _session_call(
-        self, provider: MCPProvider, identity: _Identity, action: Callable[[Client], Any]
+        self,
+        provider: MCPProvider,
+        identity: _Identity,
+        watch: _RejectionWatch,
+        action: Callable[[Client], Any],
     ) -> Any:
         # The identity header replaces a static header of the same name, so static auth never rides along.
         headers = {
@@ -199,6 +209,7 @@ class MCPToolRuntime:
             auth=identity.auth,
             timeout=httpx2.Timeout(self._timeout),
             follow_redirects=False,
+            event_hooks={"response": [watch]},
         )
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(http_client)
@@ -209,10 +220,18 @@ class MCPToolRuntime:
                 cache=None,
             )
             await stack.enter_async_context(client)
-            result = await action(client)
-        if identity.auth is not None and identity.auth.rejected_status is not None:
-            self._reject(identity, identity.auth.rejected_status)
-        return result
+            return await action(client)
+
+
+class _RejectionWatch:
+    """An httpx2 response hook remembering the first 401/403 the MCP server answered in a session."""
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+
+    async def __call__(self, response: httpx2.Response) -> None:
+        if self.status is None and response.status_code in (401, 403):
+            self.status = response.status_code
 
 
 def _describe(exc: BaseException) -> str:

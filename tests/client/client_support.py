@@ -1,0 +1,158 @@
+"""Helpers for the client tests: real servers on loopback with request logs, and a host that counts."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import fake_enterprise
+import fake_mcp_server
+from client_runtime import (
+    EnterpriseTokenClient,
+    IdentityMode,
+    MCPProvider,
+    MCPToolRuntime,
+    TokenBroker,
+)
+from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
+
+TENANT = "acme"
+ISSUE_TOKEN_PATH = "/inner/api/mcp/issue-token"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One HTTP request a server received, and the status it answered."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    status: int
+
+    @property
+    def bearer(self) -> str | None:
+        value = self.headers.get("authorization", "")
+        return value.removeprefix("Bearer ") if value.startswith("Bearer ") else None
+
+
+class RequestLog:
+    """ASGI middleware recording every HTTP request's method, path, headers and response status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._seen: list[Seen] = []
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            with self._lock:
+                self._seen.append(Seen(scope["method"], scope["path"], headers, status))
+
+    def mark(self) -> int:
+        with self._lock:
+            return len(self._seen)
+
+    def since(self, mark: int) -> list[Seen]:
+        with self._lock:
+            return list(self._seen[mark:])
+
+
+@dataclass
+class Stack:
+    issuer_url: str
+    secret: str = field(repr=False)
+    server_url: str
+    admin: fake_enterprise.AdminClient
+    issuer_log: RequestLog
+    server_log: RequestLog
+    _ids: Iterator[int] = field(default_factory=itertools.count)
+
+    def new_user(self, name: str, *, grant: bool = True) -> str:
+        """A user unique to this test session (tests share the issuer), signed in with SSO if `grant`."""
+        user_id = f"{name}-{next(self._ids)}"
+        self.admin.create_user(TENANT, user_id, email=f"{user_id}@acme.test", name=name)
+        if grant:
+            self.admin.grant(TENANT, user_id)
+        return user_id
+
+    def provider(self, **overrides: Any) -> MCPProvider:
+        values: dict[str, Any] = {
+            "provider_id": "notes",
+            "tenant_id": TENANT,
+            "server_url": self.server_url,
+            "identity_mode": IdentityMode.IDP_TOKEN,
+        }
+        values.update(overrides)
+        return MCPProvider(**values)
+
+
+def _serve(app: ASGIApp, sock: socket.socket) -> ServedApp:
+    try:
+        return start_in_thread(app, sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def serve_issuer(secret: str) -> tuple[ServedApp, RequestLog]:
+    sock = bind_loopback()
+    settings = fake_enterprise.IssuerSettings(issuer_url=socket_url(sock), secret=secret)
+    app = RequestLog(fake_enterprise.create_app(settings))
+    return _serve(app, sock), app
+
+
+def serve_mcp_server(issuer_url: str) -> tuple[ServedApp, RequestLog, str]:
+    sock = bind_loopback()
+    resource_url = f"{socket_url(sock)}/mcp"
+    app = RequestLog(
+        fake_mcp_server.create_app(
+            fake_mcp_server.ServerSettings(issuer_url=issuer_url, resource_url=resource_url)
+        )
+    )
+    return _serve(app, sock), app, resource_url
+
+
+@dataclass
+class Host:
+    """What a host holds: one runtime, its broker, and the issue-token calls its client made."""
+
+    runtime: MCPToolRuntime
+    broker: TokenBroker
+    token_client: EnterpriseTokenClient
+    issued_for: list[str]
+
+    async def whoami(self, provider: MCPProvider, user_id: str | None) -> str:
+        result = await self.runtime.invoke(provider, "whoami", {}, tenant_id=TENANT, user_id=user_id)
+        assert not result.is_error, result
+        assert result.structured_content is not None
+        return str(result.structured_content["sub"])
+
+
+def counting_http_client(issued_for: list[str]) -> httpx.AsyncClient:
+    async def count(request: httpx.Request) -> None:
+        if request.url.path == ISSUE_TOKEN_PATH:
+            issued_for.append(json.loads(request.content)["user_id"])
+
+    return httpx.AsyncClient(event_hooks={"request": [count]})

@@ -1,0 +1,40 @@
+"""Fixtures for the client tests: one real issuer and MCP server per session, and a fresh host per test."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from client_support import Host, Stack, counting_http_client, serve_issuer, serve_mcp_server
+
+import fake_enterprise
+from client_runtime import EnterpriseTokenClient, EnterpriseTokenSettings, MCPToolRuntime, TokenBroker
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    secret = secrets.token_urlsafe(16)
+    issuer, issuer_log = serve_issuer(secret)
+    server, server_log, server_url = serve_mcp_server(issuer.url)
+    admin = fake_enterprise.AdminClient(issuer.url, secret)
+    try:
+        yield Stack(issuer.url, secret, server_url, admin, issuer_log, server_log)
+    finally:
+        admin.close()
+        server.stop()
+        issuer.stop()
+
+
+@pytest.fixture
+async def host(stack: Stack, anyio_backend: str) -> AsyncIterator[Host]:
+    issued_for: list[str] = []
+    settings = EnterpriseTokenSettings(
+        issuer_url=stack.issuer_url, inner_api_secret=stack.secret, backoff=0.0
+    )
+    async with (
+        counting_http_client(issued_for) as http,
+        EnterpriseTokenClient(settings, http_client=http) as client,
+    ):
+        broker = TokenBroker(client)
+        yield Host(MCPToolRuntime(broker=broker), broker, client, issued_for)
