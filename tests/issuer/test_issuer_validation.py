@@ -1,0 +1,214 @@
+"""Bad input gets a clear 4xx JSON error: never a 500, a stack trace, or the secret echoed back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from issuer_support import AUDIENCE, ISSUE_PATH, SECRET, RunningIssuer
+
+AUTH = {"Enterprise-Api-Secret-Key": SECRET}
+JSON = {**AUTH, "Content-Type": "application/json"}
+GOOD = {"tenant_id": "acme", "user_id": "alice", "app_id": "", "audience": AUDIENCE}
+
+
+@pytest.fixture
+def http(module_issuer: RunningIssuer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=module_issuer.url, timeout=10) as client:
+        yield client
+
+
+def _assert_error(response: httpx.Response, status: int, error: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error", "message"}
+    assert body["error"] == error
+    assert body["message"]
+    assert SECRET not in response.text
+    assert "Traceback" not in response.text
+
+
+MALFORMED = {
+    "truncated": b"{",
+    "text": b"not json",
+    "array": b"[]",
+    "string": b'"a string"',
+    "null": b"null",
+    "bad-utf8": b"\xff\xfe\x00garbage",
+    "nan": b'{"tenant_id": NaN}',
+    "infinity": b'{"tenant_id": Infinity}',
+    "dup-key": b'{"tenant_id": "a", "tenant_id": "b"}',
+    "deep": b"[" * 30_000 + b"]" * 30_000,
+    "bigint": b'{"user_type": ' + b"9" * 5000 + b"}",
+}
+
+
+@pytest.mark.parametrize("raw", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_json_is_400(http: httpx.Client, raw: bytes) -> None:
+    _assert_error(http.post(ISSUE_PATH, content=raw, headers=JSON), 400, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"tenant_id": 7},
+        {"tenant_id": ""},
+        {"tenant_id": None},
+        {"user_id": ["alice"]},
+        {"user_id": "a" * 257},
+        {"user_id": "al\nice"},
+        {"app_id": None},
+        {"app_id": 3},
+        {"audience": None},
+        {"audience": 42},
+        {"audience": ""},
+        {"audience": "ftp://127.0.0.1/mcp"},
+        {"audience": "file:///etc/passwd"},
+        {"audience": "javascript:alert(1)"},
+        {"audience": "/relative/mcp"},
+        {"audience": "127.0.0.1:8765/mcp"},
+        {"audience": "http://"},
+        {"audience": "http://127.0.0.1:99999/mcp"},
+        {"audience": "http://127.0.0.1/mcp#frag"},
+        {"audience": "http://127.0.0.1/ mcp"},
+        {"audience": "http://127.0.0.1/" + "a" * 2100},
+        {"user_type": "admin"},
+        {"user_type": True},
+        {"extra": "field"},
+    ],
+    ids=lambda change: ",".join(f"{k}={str(v)[:20]!r}" for k, v in change.items()),
+)
+def test_wrong_fields_are_400(http: httpx.Client, change: dict) -> None:
+    body = {**GOOD, **change}
+    _assert_error(http.post(ISSUE_PATH, json=body, headers=AUTH), 400, "invalid_request")
+
+
+@pytest.mark.parametrize("missing", ["tenant_id", "user_id", "app_id", "audience"])
+def test_missing_fields_are_400(http: httpx.Client, missing: str) -> None:
+    body = {k: v for k, v in GOOD.items() if k != missing}
+    response = http.post(ISSUE_PATH, json=body, headers=AUTH)
+    _assert_error(response, 400, "invalid_request")
+    assert missing in response.json()["message"]
+
+
+def test_unknown_field_is_named(http: httpx.Client) -> None:
+    response = http.post(ISSUE_PATH, json={**GOOD, "scope": "all"}, headers=AUTH)
+    _assert_error(response, 400, "invalid_request")
+    assert "scope" in response.json()["message"]
+
+
+def test_body_over_64_kib_is_413(http: httpx.Client) -> None:
+    body = {**GOOD, "app_id": "x" * (64 * 1024)}
+    _assert_error(http.post(ISSUE_PATH, json=body, headers=AUTH), 413, "request_too_large")
+
+
+def test_chunked_body_over_64_kib_is_413(http: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(80):
+            yield b" " * 1024
+
+    response = http.post(ISSUE_PATH, content=chunks(), headers=JSON)
+    assert "content-length" not in response.request.headers
+    _assert_error(response, 413, "request_too_large")
+
+
+def test_body_of_exactly_64_kib_is_read(http: httpx.Client) -> None:
+    raw = httpx.Request("POST", "/", json=GOOD).content
+    padded = raw + b" " * (64 * 1024 - len(raw))
+    response = http.post(ISSUE_PATH, content=padded, headers=JSON)
+    _assert_error(response, 404, "unknown_user")
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_non_json_content_type_is_415(http: httpx.Client, content_type: str | None) -> None:
+    headers = dict(AUTH)
+    if content_type:
+        headers["Content-Type"] = content_type
+    raw = httpx.Request("POST", "/", json=GOOD).content
+    _assert_error(http.post(ISSUE_PATH, content=raw, headers=headers), 415, "unsupported_media_type")
+
+
+def test_json_content_type_with_charset_is_accepted(http: httpx.Client) -> None:
+    raw = httpx.Request("POST", "/", json=GOOD).content
+    headers = {**AUTH, "Content-Type": "application/json; charset=utf-8"}
+    _assert_error(http.post(ISSUE_PATH, content=raw, headers=headers), 404, "unknown_user")
+
+
+def test_unknown_path_is_json_404(http: httpx.Client) -> None:
+    _assert_error(http.get("/admin/nothing-here"), 404, "not_found")
+
+
+def test_wrong_method_is_json_405(http: httpx.Client) -> None:
+    response = http.get(ISSUE_PATH)
+    _assert_error(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["allow"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/admin/users", {"tenant_id": "acme"}),
+        ("POST", "/admin/users", {"tenant_id": "acme", "user_id": "u", "email": 5}),
+        ("POST", "/admin/users", {"tenant_id": "acme", "user_id": "u", "token_profile": "saml"}),
+        ("POST", "/admin/users", {"tenant_id": "acme", "user_id": "u", "role": "admin"}),
+        ("PUT", "/admin/users/acme/alice/grant", {"expires_at": "tomorrow"}),
+        ("PUT", "/admin/users/acme/alice/grant", {"expires_at": True}),
+        ("PUT", "/admin/users/acme/alice/grant", {"expires_at": -1}),
+        ("PUT", "/admin/users/acme/alice/grant", {"expires_at": 1.5}),
+        ("PUT", "/admin/tenants/acme/policy", {"deny": "yes"}),
+        ("PUT", "/admin/tenants/acme/policy", {"allowed_audiences": "http://127.0.0.1/mcp"}),
+        ("PUT", "/admin/tenants/acme/policy", {"allowed_audiences": ["ftp://127.0.0.1/"]}),
+        ("POST", "/admin/keys/rotate", {"alg": "HS256"}),
+        ("POST", "/admin/keys/rotate", {"alg": "none"}),
+        ("PUT", "/admin/faults", {"latency_ms": -1}),
+        ("PUT", "/admin/faults", {"latency_ms": 3_600_000}),
+        ("PUT", "/admin/faults", {"issue_token_status": 200}),
+        ("PUT", "/admin/faults", {"issue_token_status": "503"}),
+        ("PUT", "/admin/faults", {"jwks_unavailable": 1}),
+        ("PUT", "/admin/faults", {"break_everything": True}),
+        ("POST", "/admin/mint", {}),
+        ("POST", "/admin/mint", {"claims": []}),
+        ("POST", "/admin/mint", {"claims": {}, "header": "RS256"}),
+        ("POST", "/admin/mint", {"claims": {}, "header": {"alg": 5}}),
+        ("POST", "/admin/mint", {"claims": {}, "header": {"alg": None}}),
+        ("POST", "/admin/mint", {"claims": {}, "header": {"alg": "HS256"}}),
+        ("POST", "/admin/mint", {"claims": {}, "header": {"alg": "ES512"}}),
+        ("POST", "/admin/mint", {"claims": {}, "hmac_key": "k"}),
+        ("POST", "/admin/mint", {"claims": {}, "ttl": "60"}),
+        ("POST", "/admin/mint", {"claims": {}, "ttl": 10**12}),
+    ],
+)
+def test_bad_admin_bodies_are_400(http: httpx.Client, method: str, path: str, body: dict) -> None:
+    http.post("/admin/users", json={"tenant_id": "acme", "user_id": "alice"}, headers=AUTH)
+    _assert_error(http.request(method, path, json=body, headers=AUTH), 400, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/admin/users"),
+        ("PUT", "/admin/users/acme/alice/grant"),
+        ("DELETE", "/admin/users/acme/alice/grant"),
+        ("PUT", "/admin/tenants/acme/policy"),
+        ("POST", "/admin/keys/rotate"),
+        ("PUT", "/admin/faults"),
+        ("DELETE", "/admin/faults"),
+        ("POST", "/admin/mint"),
+    ],
+)
+def test_every_admin_endpoint_needs_the_secret(http: httpx.Client, method: str, path: str) -> None:
+    wrong = {"Enterprise-Api-Secret-Key": SECRET + "x"}
+    _assert_error(http.request(method, path, json={}, headers=wrong), 401, "invalid_client")
+    _assert_error(http.request(method, path, json={}), 401, "invalid_client")
+
+
+def test_admin_path_ids_are_validated(http: httpx.Client) -> None:
+    _assert_error(http.put("/admin/tenants/" + "t" * 300 + "/policy", headers=AUTH), 400, "invalid_request")
+    _assert_error(http.put("/admin/users/acme/ali%01ce/grant", headers=AUTH), 400, "invalid_request")
+
+
+def test_non_ascii_secret_header_is_invalid_client(http: httpx.Client) -> None:
+    headers = [(b"Enterprise-Api-Secret-Key", "sécret".encode("latin-1"))]
+    _assert_error(http.post(ISSUE_PATH, json=GOOD, headers=headers), 401, "invalid_client")
