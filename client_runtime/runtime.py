@@ -11,6 +11,7 @@ import httpx2
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, Implementation, Tool
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from client_runtime.auth import ForwardedIdentityAuth
 from client_runtime.broker import TokenBroker, TokenKey
@@ -48,6 +49,9 @@ class MCPToolRuntime:
     connections are never pooled, so no user's identity can leak into another user's call.
     A 401/403 from the server while forwarding evicts the token and raises
     `MCPIdentityForwardingError`; there is no retry with static auth or another identity.
+
+    `protocol_mode` is the mcp SDK's connect mode: "auto" (probe the 2026 protocol, fall back
+    to the initialize handshake), "legacy" (handshake only) or a pinned modern version.
     """
 
     def __init__(
@@ -56,12 +60,18 @@ class MCPToolRuntime:
         broker: TokenBroker | None = None,
         credentials: EndUserCredentialStore | None = None,
         timeout: float = 30.0,
+        protocol_mode: str = "auto",
         client_info: Implementation | None = None,
         http_client_factory: Callable[..., httpx2.AsyncClient] = httpx2.AsyncClient,
     ) -> None:
         self._broker = broker
         self._credentials = credentials
+        if protocol_mode not in ("auto", "legacy", *MODERN_PROTOCOL_VERSIONS):
+            raise ValueError(
+                f"protocol_mode must be 'auto', 'legacy' or one of {list(MODERN_PROTOCOL_VERSIONS)}"
+            )
         self._timeout = timeout
+        self._protocol_mode = protocol_mode
         self._client_info = client_info or Implementation(name="mcp-idfwd-client-runtime", version="0.1.0")
         self._http_client_factory = http_client_factory
 
@@ -216,6 +226,7 @@ class MCPToolRuntime:
             client = Client(
                 streamable_http_client(provider.server_url, http_client=http_client),
                 read_timeout_seconds=self._timeout,
+                mode=self._protocol_mode,  # type: ignore[arg-type]
                 client_info=self._client_info,
                 cache=None,
             )
