@@ -1,0 +1,35 @@
+"""The README's example test, run as another project would: its own directory, no conftest, the plugin
+found through its `pytest11` entry point."""
+
+import re
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_example() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("<!-- section:harness -->") : text.index("<!-- /section:harness -->")]
+    (example,) = [block for block in re.findall(r"```python\n(.*?)```", section, re.S) if "idfwd_" in block]
+    return example
+
+
+def test_the_plugin_is_registered_as_a_pytest11_entry_point() -> None:
+    plugins = {entry.name: entry.value for entry in entry_points(group="pytest11")}
+    assert plugins.get("idfwd") == "harness.pytest_plugin"
+
+
+def test_the_readme_example_passes_in_another_project(tmp_path: Path) -> None:
+    (tmp_path / "test_example.py").write_text(_readme_example(), encoding="utf-8")
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "2 passed" in completed.stdout
