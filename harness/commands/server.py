@@ -1,4 +1,4 @@
-"""`mcp-idfwd server` (not built yet)."""
+"""`mcp-idfwd server`: run the reference MCP server, every request checked against the issuer's JWKS."""
 
 from __future__ import annotations
 
@@ -6,12 +6,60 @@ import argparse
 import sys
 from typing import Any
 
+from fake_mcp_server import ServerSettings, create_app
+from harness.servers import bind_loopback, serve_forever, socket_url
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be between 0 and 65535 (0 picks a free one)")
+    return value
+
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("server", help="(not built yet)")
+    parser = subparsers.add_parser(
+        "server",
+        help="run the reference MCP server that verifies forwarded identities",
+        description="Run the reference MCP server (streamable HTTP at /mcp, tools whoami, add_note,"
+        " list_notes, echo). Every request must carry a Bearer JWT from the issuer, addressed to the"
+        " resource URL.",
+    )
+    parser.add_argument(
+        "--issuer", required=True, help="issuer URL (its JWKS is found through OIDC discovery)"
+    )
+    parser.add_argument("--jwks-url", help="JWKS URL, instead of the one discovery names")
+    parser.add_argument(
+        "--resource-url",
+        help="the URL clients reach this server at, which tokens must name as their audience"
+        " (default: http://HOST:PORT/mcp)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=9100, help="port, 0 for a free one (default: 9100)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("mcp-idfwd server is not built yet", file=sys.stderr)
-    return 2
+    try:
+        sock = bind_loopback(args.host, args.port)
+    except OSError as exc:
+        print(f"mcp-idfwd server: cannot bind {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    with sock:
+        resource_url = args.resource_url or socket_url(sock) + "/mcp"
+        try:
+            settings = ServerSettings(
+                issuer_url=args.issuer, resource_url=resource_url, jwks_url=args.jwks_url
+            )
+        except ValueError as exc:
+            print(f"mcp-idfwd server: {exc}", file=sys.stderr)
+            return 2
+        app = create_app(settings)
+        print(f"mcp server: {resource_url}")
+        print(f"issuer:     {settings.issuer_url}")
+        print(f"jwks:       {settings.jwks_url or '(from discovery)'}", flush=True)
+        serve_forever(app, sock)
+    return 0
