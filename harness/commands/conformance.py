@@ -1,17 +1,62 @@
-"""`mcp-idfwd conformance` (not built yet)."""
+"""`mcp-idfwd conformance`: throw the token-defect battery at an MCP server that trusts an issuer."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
+
+from harness.conformance import ConformanceSetupError, Target, run_battery
+from harness.conformance_report import FORMATS, render
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("conformance", help="(not built yet)")
+    parser = subparsers.add_parser(
+        "conformance",
+        help="check that an MCP server refuses every defective token and accepts a valid one",
+        description=(
+            "Mint defective tokens through the issuer's admin API (alg none, RS/HS confusion, embedded "
+            "keys, wrong aud/iss, expired, ...) and send each in an MCP initialize request. Exit 0 when "
+            "every defect is refused and the valid token accepted, 1 when the server accepted a defect, "
+            "refused the valid token or crashed, 2 when the battery could not run."
+        ),
+    )
+    parser.add_argument("--server", required=True, help="the MCP endpoint, e.g. http://127.0.0.1:9100/mcp")
+    parser.add_argument(
+        "--issuer-admin", required=True, help="base URL of the issuer the server trusts (admin API)"
+    )
+    parser.add_argument("--secret", required=True, help="the issuer's admin/inner API secret")
+    parser.add_argument("--audience", help="the aud the server expects (default: --server)")
+    parser.add_argument("--format", choices=sorted(FORMATS), default="table", help="report format")
+    parser.add_argument("--output", type=Path, help="write the report to this file instead of stdout")
+    parser.add_argument(
+        "--no-rotate",
+        action="store_true",
+        help="never rotate the issuer's keys (the no-kid case is skipped when the JWKS has one key)",
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP request")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("mcp-idfwd conformance is not built yet", file=sys.stderr)
-    return 2
+    target = Target(
+        server_url=args.server,
+        issuer_url=args.issuer_admin,
+        secret=args.secret,
+        audience=args.audience,
+        rotate_keys=not args.no_rotate,
+        timeout=args.timeout,
+    )
+    try:
+        report = run_battery(target)
+    except ConformanceSetupError as exc:
+        print(f"conformance: {exc}", file=sys.stderr)
+        return 2
+    text = render(report, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"conformance: report written to {args.output} (exit {report.exit_code})", file=sys.stderr)
+    return report.exit_code
