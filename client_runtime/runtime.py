@@ -29,6 +29,9 @@ from client_runtime.providers import AUTHORIZATION, MCPProvider
 
 __all__ = ["MCPToolRuntime"]
 
+# A server that hands out cursors forever must not keep a listing running forever.
+_MAX_TOOL_PAGES = 100
+
 
 @dataclass(frozen=True)
 class _Identity:
@@ -112,12 +115,15 @@ class MCPToolRuntime:
         async def listing(client: Client) -> list[Tool]:
             tools: list[Tool] = []
             cursor: str | None = None
-            while True:
+            for _ in range(_MAX_TOOL_PAGES):
                 page = await client.list_tools(cursor=cursor, cache_mode="bypass")
                 tools.extend(page.tools)
                 cursor = page.next_cursor
                 if not cursor:
                     return tools
+            raise MCPToolInvocationError(
+                f"the server's tool listing did not end within {_MAX_TOOL_PAGES} pages"
+            )
 
         return await self._run(provider, listing, tenant_id, user_id, user_type, credential_id)
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 
+import anyio
 import httpx
 import pytest
 import respx
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from client_runtime import (
     EnterpriseTokenClient,
@@ -256,3 +261,40 @@ async def test_settings_and_client_reprs_hide_the_secret() -> None:
     assert SECRET not in repr(configured)
     async with EnterpriseTokenClient(configured) as client:
         assert SECRET not in repr(client)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+issue_bodies = json_values | st.fixed_dictionaries(
+    {"token": json_values | st.text(min_size=1, max_size=40), "expires_at": json_values},
+    optional={"token_type": json_values | st.sampled_from(["Bearer", "bearer", "MAC"])},
+)
+
+
+@hypothesis_settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(status=st.sampled_from([200, 200, 200, 400, 401, 403, 404, 428, 500]), body=issue_bodies)
+def test_any_answer_is_a_valid_token_or_a_named_error(status: int, body: object) -> None:
+    async def scenario() -> None:
+        with respx.mock:
+            respx.post(ENDPOINT).respond(status, json=body)
+            try:
+                issued = await issue(settings(retries=0))
+            except MCPTokenError as exc:
+                assert_no_secrets(exc)
+                return
+        assert status == 200
+        assert isinstance(issued.token, str) and issued.token.strip() == issued.token and issued.token
+        assert isinstance(issued.expires_at, float) and math.isfinite(issued.expires_at)
+
+    anyio.run(scenario)
