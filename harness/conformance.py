@@ -586,21 +586,19 @@ def _judge(case: Case, observed: _Observed, fetched: Sequence[str]) -> tuple[Ver
         return Verdict.FAIL, f"the valid token was refused with {status}" + (
             f" ({challenge})" if challenge else ""
         )
+    fetch = [f"the server fetched the URL named in the token ({', '.join(fetched)})"] if fetched else []
     if 200 <= status < 300:
-        return Verdict.FAIL, "ACCEPTED a token it must refuse"
+        return Verdict.FAIL, "; ".join(["ACCEPTED a token it must refuse", *fetch])
     if status >= 500:
-        return Verdict.FAIL, f"server error {status} instead of a 401 refusal"
-    warnings: list[str] = []
-    if fetched:
-        warnings.append(f"the server fetched the URL named in the token ({', '.join(fetched)})")
-    if status != 401:
-        if case.name == "oversized-token" and status in _HTTP_LAYER_REFUSALS:
-            return Verdict.PASS, f"refused by the HTTP layer with {status}"
-        warnings.append(f"refused with {status}; RFC 6750 asks for 401")
-        return Verdict.WARN, "; ".join(warnings)
-    warnings.extend(_challenge_problems(case.challenge, challenge))
-    if warnings:
-        return Verdict.WARN, "; ".join(warnings)
+        return Verdict.FAIL, "; ".join([f"server error {status} instead of a 401 refusal", *fetch])
+    if status == 401:
+        problems = [*fetch, *_challenge_problems(case.challenge, challenge)]
+    elif case.name == "oversized-token" and status in _HTTP_LAYER_REFUSALS:
+        return Verdict.PASS, f"refused by the HTTP layer with {status}"
+    else:
+        problems = [*fetch, f"refused with {status}; RFC 6750 asks for 401"]
+    if problems:
+        return Verdict.WARN, "; ".join(problems)
     return Verdict.PASS, "refused"
 
 
@@ -669,6 +667,11 @@ def run_battery(target: Target, cases: Sequence[Case] = CASES) -> BatteryReport:
             raise ConformanceSetupError(f"cannot use the issuer's admin API at {issuer_url}: {exc}") from None
         for case in cases:
             results.append(_run_case(case, forge, http, target))
+    if any(r.verdict is not Verdict.PASS for r in results if r.expected_status == "2xx"):
+        notes.append(
+            "the valid token was refused, so the refusals prove little: check that the server trusts "
+            f"this issuer and expects aud={target.resource} (--audience)"
+        )
     return BatteryReport(
         server_url=target.server_url,
         issuer_url=issuer_url,
@@ -705,7 +708,7 @@ def _run_case(case: Case, forge: _Forge, http: httpx.Client, target: Target) -> 
         observed = _send(http, target, request)
     except httpx.HTTPError as exc:
         return result(Verdict.ERROR, f"request to the server failed: {type(exc).__name__}")
-    fetched = forge.attacker.fetched[fetched_before:]
+    fetched = sorted(set(forge.attacker.fetched[fetched_before:]))
     verdict, detail = _judge(case, observed, fetched)
     if request.note:
         detail = f"{detail} [{request.note}]"

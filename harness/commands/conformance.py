@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.conformance import ConformanceSetupError, Target, run_battery
+from harness.conformance import CASES, Case, ConformanceSetupError, Expect, Target, run_battery
 from harness.conformance_report import FORMATS, render
 
 
@@ -36,7 +36,21 @@ def register(subparsers: Any) -> None:
         help="never rotate the issuer's keys (the no-kid case is skipped when the JWKS has one key)",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP request")
+    parser.add_argument(
+        "--case",
+        action="append",
+        choices=[case.name for case in CASES],
+        metavar="NAME",
+        help="run only this case (repeatable; the positive control always runs). Cases: "
+        + ", ".join(case.name for case in CASES),
+    )
     parser.set_defaults(run=run)
+
+
+def _selected(names: list[str] | None) -> tuple[Case, ...]:
+    if not names:
+        return CASES
+    return tuple(case for case in CASES if case.expect is Expect.ACCEPT or case.name in names)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
     )
     try:
-        report = run_battery(target)
+        report = run_battery(target, _selected(args.case))
     except ConformanceSetupError as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import jwt
@@ -35,14 +37,17 @@ class AudienceBlindVerifier:
             jwks = (await http.get(f"{self.issuer_url}/.well-known/jwks.json")).json()
         self.keys = {key["kid"]: jwt.PyJWK(key) for key in jwks["keys"]}
 
+    async def _key(self, header: dict[str, Any]) -> jwt.PyJWK | None:
+        kid = header.get("kid")
+        if kid not in self.keys:
+            await self._refresh()
+        return self.keys.get(kid)
+
     async def verify_token(self, token: str) -> AccessToken | None:
         if len(token) > 16 * 1024:
             return None
         try:
-            kid = jwt.get_unverified_header(token).get("kid")
-            if kid not in self.keys:
-                await self._refresh()
-            key = self.keys.get(kid)
+            key = await self._key(jwt.get_unverified_header(token))
             if key is None:
                 return None
             claims = jwt.decode(
@@ -64,19 +69,27 @@ class AudienceBlindVerifier:
         )
 
 
-@pytest.fixture(scope="module")
-def weak_server(local_stack: LocalStack) -> Iterator[ServedApp]:
-    """An MCP server (the SDK's MCPServer) trusting the stack's issuer but skipping the audience check.
+class JkuTrustingVerifier(AudienceBlindVerifier):
+    """Worse still: takes the signing key from the URL the token's `jku` header names."""
 
-    Its `url` attribute is the base URL; the MCP endpoint is `url + "/mcp"`.
-    """
+    async def _key(self, header: dict[str, Any]) -> jwt.PyJWK | None:
+        if "jku" not in header:
+            return await super()._key(header)
+        async with httpx.AsyncClient() as http:
+            jwks = (await http.get(header["jku"])).json()
+        return next((jwt.PyJWK(key) for key in jwks["keys"] if key.get("kid") == header.get("kid")), None)
+
+
+@contextmanager
+def _weak_server(verifier: AudienceBlindVerifier, issuer_url: str) -> Iterator[ServedApp]:
+    """An MCP server (the SDK's MCPServer) using `verifier`; the MCP endpoint is `url + "/mcp"`."""
     sock = bind_loopback()
     resource_url = socket_url(sock) + "/mcp"
     server = MCPServer(
-        "audience-blind",
-        token_verifier=AudienceBlindVerifier(local_stack.issuer_url),
+        "weak",
+        token_verifier=verifier,
         auth=AuthSettings(
-            issuer_url=local_stack.issuer_url, resource_server_url=resource_url, validate_token_resource=False
+            issuer_url=issuer_url, resource_server_url=resource_url, validate_token_resource=False
         ),
     )
 
@@ -85,4 +98,18 @@ def weak_server(local_stack: LocalStack) -> Iterator[ServedApp]:
         return text
 
     with serve_in_thread(server.streamable_http_app(), sock) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def weak_server(local_stack: LocalStack) -> Iterator[ServedApp]:
+    """Trusts the stack's issuer but skips the audience check."""
+    with _weak_server(AudienceBlindVerifier(local_stack.issuer_url), local_stack.issuer_url) as served:
+        yield served
+
+
+@pytest.fixture
+def jku_trusting_server(local_stack: LocalStack) -> Iterator[ServedApp]:
+    """Also takes keys from whatever URL a token's `jku` header names."""
+    with _weak_server(JkuTrustingVerifier(local_stack.issuer_url), local_stack.issuer_url) as served:
         yield served

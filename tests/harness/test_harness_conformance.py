@@ -64,6 +64,33 @@ def test_an_audience_blind_server_is_caught(local_stack: LocalStack, weak_server
     assert report.exit_code == 1
 
 
+def test_a_server_that_follows_jku_is_caught_fetching_it(
+    local_stack: LocalStack, jku_trusting_server: ServedApp
+) -> None:
+    report = run_battery(Target(jku_trusting_server.url + "/mcp", local_stack.issuer_url, local_stack.secret))
+    (jku,) = [result for result in report.results if result.name == "jku-header"]
+    assert jku.verdict is Verdict.FAIL
+    assert jku.observed_status == 200
+    assert "ACCEPTED" in jku.detail
+    assert "the server fetched the URL named in the token (/jwks.json)" in jku.detail
+    failed = {result.name for result in report.results if result.verdict is Verdict.FAIL}
+    assert failed == AUDIENCE_CASES | {"jku-header"}
+
+
+def test_refusing_the_valid_token_fails_and_says_why(
+    local_stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["conformance", "--server", local_stack.server_url, "--issuer-admin", local_stack.issuer_url,
+            "--secret", local_stack.secret, "--audience", "http://127.0.0.1:9/elsewhere/mcp",
+            "--case", "alg-none", "--case", "expired", "--format", "json"]  # fmt: skip
+    assert main(argv) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert [result["name"] for result in document["results"]] == ["valid-token", "alg-none", "expired"]
+    assert document["results"][0]["verdict"] == "fail"
+    assert document["results"][0]["observed_status"] == 401
+    assert any("valid token was refused" in note for note in document["notes"])
+
+
 def test_cli_exits_non_zero_against_the_weak_server_and_writes_valid_junit(
     local_stack: LocalStack, weak_server: ServedApp, tmp_path: Path
 ) -> None:
