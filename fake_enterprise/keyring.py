@@ -99,7 +99,7 @@ class KeyRing:
     def load(self, alg: str) -> None:
         """Load stored keys; make an `alg` key current (rotating to it if the stored one differs)."""
         with self._db.reading() as conn:
-            rows = conn.execute("SELECT * FROM signing_keys ORDER BY created_at, kid").fetchall()
+            rows = conn.execute("SELECT * FROM signing_keys ORDER BY rowid").fetchall()
         with self._lock:
             for row in rows:
                 try:
@@ -197,11 +197,8 @@ class KeyRing:
                 for kid in expired:
                     del self._keys[kid], self._max_exp[kid], self._stored_max_exp[kid]
             current = self.current
-            retired = sorted(
-                (key for key in self._keys.values() if key.kid != current.kid),
-                key=lambda key: key.retired_at or 0,
-                reverse=True,
-            )
+            # Newest first: `_keys` keeps creation order.
+            retired = [key for key in reversed(self._keys.values()) if key.kid != current.kid]
             return [current, *retired]
 
     def jwks(self) -> dict[str, Any]:

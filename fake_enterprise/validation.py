@@ -75,8 +75,9 @@ def check_identifier(name: str, value: Any) -> str:
         _invalid(f"{name} must be a string")
     if not value or len(value) > MAX_IDENTIFIER_LENGTH:
         _invalid(f"{name} must be 1 to {MAX_IDENTIFIER_LENGTH} characters")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        _invalid(f"{name} must not contain control characters")
+    # "/" is refused so that every user can be addressed in an admin URL path.
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F or ch == "/" for ch in value):
+        _invalid(f"{name} must not contain '/' or control characters")
     return value
 
 
