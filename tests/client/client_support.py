@@ -6,7 +6,7 @@ import itertools
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,14 +28,14 @@ TENANT = "acme"
 ISSUE_TOKEN_PATH = "/inner/api/mcp/issue-token"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Seen:
-    """One HTTP request a server received, and the status it answered."""
+    """One HTTP request a server received; `status` is set once the response starts (0 until then)."""
 
     method: str
     path: str
     headers: dict[str, str]
-    status: int
+    status: int = 0
 
     @property
     def bearer(self) -> str | None:
@@ -44,39 +44,46 @@ class Seen:
 
 
 class RequestLog:
-    """ASGI middleware recording every HTTP request's method, path, headers and response status."""
+    """ASGI middleware recording every HTTP request as it arrives, and its response status.
+
+    Recording on arrival (not on completion) means a request the client has had an answer to
+    is always in the log.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._seen: list[Seen] = []
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 0
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        seen = Seen(scope["method"], scope["path"], headers)
+        with self._changed:
+            self._seen.append(seen)
+            self._changed.notify_all()
 
         async def recording_send(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
+                seen.status = message["status"]
             await send(message)
 
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            with self._lock:
-                self._seen.append(Seen(scope["method"], scope["path"], headers, status))
+        await self.app(scope, receive, recording_send)
 
     def mark(self) -> int:
-        with self._lock:
+        with self._changed:
             return len(self._seen)
 
     def since(self, mark: int) -> list[Seen]:
-        with self._lock:
+        with self._changed:
             return list(self._seen[mark:])
+
+    def wait_for(self, arrived: Callable[[list[Seen]], bool], timeout: float = 10.0) -> bool:
+        """Block until `arrived(log)` holds (True), or `timeout` passes (False). Run it off the event loop."""
+        with self._changed:
+            return self._changed.wait_for(lambda: arrived(self._seen), timeout)
 
 
 @dataclass
