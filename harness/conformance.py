@@ -145,7 +145,7 @@ class Case:
     @property
     def expected_challenge(self) -> str:
         return {
-            ChallengeRule.INVALID_TOKEN: 'Bearer error="invalid_token"',
+            ChallengeRule.INVALID_TOKEN: "Bearer error=invalid_token",
             ChallengeRule.NO_ERROR: "Bearer (no error)",
             ChallengeRule.BEARER: "Bearer",
             ChallengeRule.NONE: "-",
@@ -334,10 +334,9 @@ class _Forge:
             "name": "Conformance User",
         }
 
-    def fresh_claims(self, **changes: Any) -> dict[str, Any]:
-        """The valid token's claims with a new `jti` and `changes`, for tokens signed here."""
-        claims = {**_payload(self.valid_token), "jti": uuid.uuid4().hex, **changes}
-        return claims
+    def fresh_claims(self) -> dict[str, Any]:
+        """The valid token's claims with a new `jti`, for the tokens the attacker signs here."""
+        return {**_payload(self.valid_token), "jti": uuid.uuid4().hex}
 
     def valid_kid(self) -> str | None:
         return _header(self.valid_token).get("kid")

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import asdict
 
-from harness.conformance import BatteryReport, Verdict
+from harness.conformance import BatteryReport, CaseResult, Verdict
 
 __all__ = ["FORMATS", "render", "render_json", "render_junit", "render_table"]
 
@@ -20,17 +20,23 @@ def _summary(report: BatteryReport) -> str:
     return f"{outcome}: {len(report.results)} cases ({counts})"
 
 
+def _observed(result: CaseResult) -> str:
+    if result.observed_status is None:
+        return "-"
+    return f"{result.observed_status} {result.observed_challenge or ''}".rstrip()
+
+
+def _expected(result: CaseResult) -> str:
+    challenge = result.expected_challenge
+    return result.expected_status if challenge == "-" else f"{result.expected_status} {challenge}"
+
+
 def render_table(report: BatteryReport) -> str:
-    """A fixed-width table, one row per case, with the reason for anything not a plain pass below it."""
-    header = ("case", "expected", "observed", "challenge", "verdict")
+    """A fixed-width table, one row per case (expected and observed status and challenge), with
+    the reason under every case that did not plainly pass."""
+    header = ("case", "expected", "observed", "verdict")
     rows = [
-        (
-            result.name,
-            result.expected_status,
-            str(result.observed_status) if result.observed_status is not None else "-",
-            result.observed_challenge or "-",
-            result.verdict.value.upper(),
-        )
+        (result.name, _expected(result), _observed(result), result.verdict.value.upper())
         for result in report.results
     ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
@@ -49,7 +55,7 @@ def render_table(report: BatteryReport) -> str:
     ]
     for result, row in zip(report.results, rows, strict=True):
         lines.append(line(row))
-        if result.verdict is not Verdict.PASS or result.expected_status != "2xx":
+        if result.verdict is not Verdict.PASS:
             lines.append(f"    {result.title}: {result.detail}")
     lines += ["", _summary(report)]
     return "\n".join(lines) + "\n"
@@ -91,11 +97,7 @@ def render_junit(report: BatteryReport) -> str:
         case = ET.SubElement(
             suite, "testcase", classname=_JUNIT_CLASSNAME, name=result.name, time=f"{result.seconds:.3f}"
         )
-        observed = (
-            f"expected {result.expected_status} {result.expected_challenge}; "
-            f"observed {result.observed_status if result.observed_status is not None else '-'} "
-            f"{result.observed_challenge or '-'}"
-        )
+        observed = f"expected {_expected(result)}; observed {_observed(result)}"
         message = f"{result.title}: {result.detail}"
         if result.verdict is Verdict.FAIL:
             ET.SubElement(case, "failure", message=message, type="conformance").text = observed
