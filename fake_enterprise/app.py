@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,8 +31,6 @@ _TEN_YEARS = 10 * 365 * 86_400
 _MAX_LATENCY_MS = 60_000
 
 _log = logging.getLogger(__name__)
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> JSONResponse:

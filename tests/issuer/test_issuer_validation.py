@@ -8,6 +8,9 @@ import httpx
 import pytest
 from issuer_support import AUDIENCE, ISSUE_PATH, SECRET, RunningIssuer
 
+from fake_enterprise import IssuerSettings, create_app
+from harness.servers import bind_loopback, serve_in_thread, socket_url
+
 AUTH = {"Enterprise-Api-Secret-Key": SECRET}
 JSON = {**AUTH, "Content-Type": "application/json"}
 GOOD = {"tenant_id": "acme", "user_id": "alice", "app_id": "", "audience": AUDIENCE}
@@ -212,3 +215,15 @@ def test_admin_path_ids_are_validated(http: httpx.Client) -> None:
 def test_non_ascii_secret_header_is_invalid_client(http: httpx.Client) -> None:
     headers = [(b"Enterprise-Api-Secret-Key", "sécret".encode("latin-1"))]
     _assert_error(http.post(ISSUE_PATH, json=GOOD, headers=headers), 401, "invalid_client")
+
+
+def test_an_internal_fault_is_a_bare_json_500(caplog: pytest.LogCaptureFixture) -> None:
+    sock = bind_loopback()
+    app = create_app(IssuerSettings(issuer_url=socket_url(sock), secret=SECRET))
+    with serve_in_thread(app, sock) as served, httpx.Client(base_url=served.url) as client:
+        app.state.issuer.close()  # the database is gone: the handler raises something unplanned
+        response = client.post(ISSUE_PATH, json=GOOD, headers=AUTH)
+        _assert_error(response, 500, "server_error")
+        assert response.json()["message"] == "internal error"
+    assert "ProgrammingError" in caplog.text
+    assert SECRET not in caplog.text
