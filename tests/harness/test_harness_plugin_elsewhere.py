@@ -22,14 +22,37 @@ def test_the_plugin_is_registered_as_a_pytest11_entry_point() -> None:
     assert plugins.get("idfwd") == "harness.pytest_plugin"
 
 
+_SETTINGS_OVERRIDE = """
+import pytest
+from harness.stack import StackSettings
+
+
+@pytest.fixture(scope="session")
+def idfwd_stack_settings():
+    return StackSettings(alg="ES256", token_ttl=120)
+"""
+
+_SETTINGS_CHECK = """
+import httpx
+
+
+def test_the_overridden_settings_are_used(idfwd_issuer):
+    keys = httpx.get(idfwd_issuer.url + "/.well-known/jwks.json").json()["keys"]
+    assert {key["kty"] for key in keys} == {"EC"}
+"""
+
+
 def test_the_readme_example_passes_in_another_project(tmp_path: Path) -> None:
     (tmp_path / "test_example.py").write_text(_readme_example(), encoding="utf-8")
+    # The same project also overrides the stack's settings the documented way.
+    (tmp_path / "conftest.py").write_text(_SETTINGS_OVERRIDE, encoding="utf-8")
+    (tmp_path / "test_settings.py").write_text(_SETTINGS_CHECK, encoding="utf-8")
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example.py"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert "2 passed" in completed.stdout
+    assert "3 passed" in completed.stdout
