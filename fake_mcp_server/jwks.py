@@ -84,6 +84,9 @@ class _KeySet:
                     key = PyJWK(entry, algorithm=alg)
                 except PyJWTError:
                     raise TokenRejected("unusable signing key") from None
+                if key.Algorithm.check_key_length(key.key) is not None:
+                    # Too short to trust (e.g. RSA under 2048 bits, NIST SP 800-131A).
+                    raise TokenRejected("unusable signing key")
                 self._resolved[(kid, alg)] = key
                 return key
         raise TokenRejected("algorithm does not match the signing key")

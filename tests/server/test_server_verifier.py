@@ -14,6 +14,7 @@ from conftest import JWKSHost, Keys, SigningKey, mint
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fake_mcp_server import JWKSTokenVerifier, SigningKeysUnavailable, TokenRejected, VerifierSettings
+from fake_mcp_server.jwks import JWKSCache
 
 pytestmark = pytest.mark.anyio
 
@@ -35,16 +36,16 @@ def _token(host: JWKSHost, key: SigningKey, **options: Any) -> str:
 
 
 @pytest.fixture
-def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every signature check the verifier makes (PyJWT's decode), to tell cache hits from misses."""
-    calls: list[str] = []
-    real_decode = jwt.decode
+def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """Record every key lookup, which every full verification (and no cache hit) makes."""
+    calls: list[str | None] = []
+    real_key_for = JWKSCache.key_for
 
-    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
-        calls.append(token)
-        return real_decode(token, *args, **kwargs)
+    async def counting_key_for(self: JWKSCache, kid: str | None, alg: str) -> Any:
+        calls.append(kid)
+        return await real_key_for(self, kid, alg)
 
-    monkeypatch.setattr("fake_mcp_server.verifier.jwt.decode", counting_decode)
+    monkeypatch.setattr(JWKSCache, "key_for", counting_key_for)
     return calls
 
 
@@ -80,7 +81,7 @@ async def test_client_id_falls_back_to_azp(
 
 
 async def test_repeat_token_is_served_from_cache(
-    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys, count_decodes: list[str]
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
 ) -> None:
     token = _token(jwks_host, keys.rsa)
     first = await verifier.verify(token)
@@ -90,7 +91,7 @@ async def test_repeat_token_is_served_from_cache(
 
 
 async def test_token_past_exp_is_never_answered_from_cache(
-    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys, count_decodes: list[str]
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
 ) -> None:
     # Past exp but inside the leeway: accepted, yet each request must be checked again.
     token = _token(jwks_host, keys.rsa, claims={"exp": int(time.time()) - 5})
@@ -99,7 +100,7 @@ async def test_token_past_exp_is_never_answered_from_cache(
     assert len(count_decodes) == 2
 
 
-async def test_cache_is_bounded_lru(jwks_host: JWKSHost, keys: Keys, count_decodes: list[str]) -> None:
+async def test_cache_is_bounded_lru(jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]) -> None:
     settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, cache_size=2)
     async with JWKSTokenVerifier(settings) as verifier:
         first, second, third = (_token(jwks_host, keys.rsa) for _ in range(3))
