@@ -56,3 +56,10 @@ def test_the_readme_example_passes_in_another_project(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "3 passed" in completed.stdout
+
+
+def test_loading_the_plugin_imports_none_of_the_stack() -> None:
+    heavy = ["fake_enterprise", "fake_mcp_server", "client_runtime", "harness.stack"]
+    probe = f"import sys, harness.pytest_plugin; print(sorted(set({heavy!r}) & set(sys.modules)))"
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert completed.stdout.strip() == "[]", completed.stderr
