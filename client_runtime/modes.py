@@ -36,7 +36,7 @@ class IdentityMode(StrEnum):
             except ValueError:
                 pass
         raise UnknownIdentityModeError(
-            f"unknown identity mode {value!r}; expected one of {[m.value for m in cls]}"
+            f"unknown identity mode {value!r:.64}; expected one of {[m.value for m in cls]}"
         )
 
     @property

@@ -14,8 +14,10 @@ from client_runtime import (
     IssuedToken,
     MCPIdentityForwardingError,
     MCPIdentityRefreshError,
+    MCPIssuerConfigError,
     MCPMissingUserError,
     MCPNoRefreshTokenError,
+    MCPProviderConfigError,
     MCPToolInvocationError,
     MCPToolRuntime,
     TokenBroker,
@@ -264,3 +266,28 @@ async def test_an_unreachable_server_is_a_tool_invocation_error(stack: Stack, ho
 
 def test_issued_token_repr_hides_the_token() -> None:
     assert "abc.def.ghi" not in repr(IssuedToken(token="abc.def.ghi", expires_at=1.0))
+
+
+@pytest.mark.parametrize(
+    ("runtime_kwargs", "call_kwargs", "expected"),
+    [
+        ({}, {}, MCPIssuerConfigError),  # idp_token mode but the runtime has no broker
+        (None, {"tenant_id": "other-tenant"}, MCPProviderConfigError),
+        (None, {"user_type": "admin"}, MCPProviderConfigError),
+    ],
+)
+async def test_misconfigured_calls_are_refused_before_any_io(
+    stack: Stack,
+    host: Host,
+    runtime_kwargs: dict[str, object] | None,
+    call_kwargs: dict[str, str],
+    expected: type[Exception],
+) -> None:
+    alice = stack.new_user("alice")
+    runtime = host.runtime if runtime_kwargs is None else MCPToolRuntime(**runtime_kwargs)  # type: ignore[arg-type]
+    issuer_mark, server_mark = stack.issuer_log.mark(), stack.server_log.mark()
+    kwargs: dict[str, str] = {"tenant_id": TENANT, "user_id": alice, **call_kwargs}
+    with pytest.raises(expected):
+        await runtime.invoke(stack.provider(), "whoami", {}, **kwargs)  # type: ignore[arg-type]
+    assert stack.issuer_log.since(issuer_mark) == []
+    assert stack.server_log.since(server_mark) == []
