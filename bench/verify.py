@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,6 +202,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=30, help="batches per column")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # FastMCP logs each verification at INFO/DEBUG
+    warnings.filterwarnings("ignore", module="joserfc")  # "EdDSA is deprecated via RFC 9864"
 
     rows = [asyncio.run(_bench_alg(alg, args.batch, args.rounds)) for alg in args.algs]
     fastmcp_note = "" if JWTVerifier is not None else " (fastmcp not installed: its columns are left out)"

@@ -1,0 +1,65 @@
+"""The README's "Use the verifier in your own MCP server" snippet works as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from conftest import JWKSHost, Keys, mint
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from harness.servers import bind_loopback, serve_in_thread, socket_url
+
+pytestmark = pytest.mark.anyio
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _snippet() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("<!-- section:server -->", 1)[1].split("<!-- /section:server -->", 1)[0]
+    usage = section.split("### Use the verifier in your own MCP server", 1)[1]
+    match = re.search(r"```python\n(.*?)```", usage, re.DOTALL)
+    assert match, "no python block in the README's server usage section"
+    return match.group(1)
+
+
+def _pointed_at(snippet: str, issuer: str, resource: str) -> str:
+    """The snippet with its two URLs replaced by the test's issuer and bound port."""
+    lines = snippet.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("ISSUER = "):
+            lines[index] = f"ISSUER = {issuer!r}"
+        elif line.startswith("RESOURCE = "):
+            lines[index] = f"RESOURCE = {resource!r}"
+    rewritten = "\n".join(lines)
+    assert repr(issuer) in rewritten and repr(resource) in rewritten
+    return rewritten
+
+
+async def test_readme_snippet_serves_the_verified_user(jwks_host: JWKSHost, keys: Keys) -> None:
+    sock = bind_loopback()
+    resource = socket_url(sock) + "/mcp"
+    namespace: dict[str, Any] = {"__name__": "readme_snippet"}
+    exec(compile(_pointed_at(_snippet(), jwks_host.url, resource), "README.md", "exec"), namespace)
+    with serve_in_thread(namespace["app"], sock):
+        async with httpx2.AsyncClient() as anonymous:
+            refused = await anonymous.post(resource, json={})
+        assert refused.status_code == 401
+
+        token = mint(keys.rsa, issuer=jwks_host.url, audience=resource, claims={"sub": "alice"})
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http,
+            Client(streamable_http_client(resource, http_client=http)) as client,
+        ):
+            result = await client.call_tool("whoami", {})
+        assert result.content[0].text == "alice"  # type: ignore[union-attr]
+
+        elsewhere = mint(keys.rsa, issuer=jwks_host.url, audience="http://127.0.0.1:1/mcp")
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {elsewhere}"}) as http:
+            wrong_audience = await http.post(resource, json={})
+        assert wrong_audience.status_code == 401
