@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -53,7 +54,8 @@ class MCPToolRuntime:
     A 401/403 from the server while forwarding evicts the token and raises
     `MCPIdentityForwardingError`; there is no retry with static auth or another identity.
 
-    `protocol_mode` is the mcp SDK's connect mode: "auto" (probe the 2026 protocol, fall back
+    Each session gets its own `httpx2.AsyncClient` (from `http_client_factory`), sharing only
+    `ssl_context`. `protocol_mode` is the mcp SDK's connect mode: "auto" (probe the 2026 protocol, fall back
     to the initialize handshake), "legacy" (handshake only) or a pinned modern version.
     """
 
@@ -65,6 +67,7 @@ class MCPToolRuntime:
         timeout: float = 30.0,
         protocol_mode: str = "auto",
         client_info: Implementation | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         http_client_factory: Callable[..., httpx2.AsyncClient] = httpx2.AsyncClient,
     ) -> None:
         self._broker = broker
@@ -77,6 +80,9 @@ class MCPToolRuntime:
         self._protocol_mode = protocol_mode
         self._client_info = client_info or Implementation(name="mcp-idfwd-client-runtime", version="0.1.0")
         self._http_client_factory = http_client_factory
+        # Building a TLS context costs tens of milliseconds; one per runtime is shared by every
+        # session's fresh client. It holds trust settings only, never a connection or an identity.
+        self._ssl_context = ssl_context if ssl_context is not None else httpx2.create_ssl_context()
 
     async def invoke(
         self,
@@ -225,6 +231,7 @@ class MCPToolRuntime:
             auth=identity.auth,
             timeout=httpx2.Timeout(self._timeout),
             follow_redirects=False,
+            verify=self._ssl_context,
             event_hooks={"response": [watch]},
         )
         async with AsyncExitStack() as stack:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import ssl
 
 import anyio
 import httpx
@@ -43,8 +44,15 @@ def settings(**overrides: object) -> EnterpriseTokenSettings:
     return EnterpriseTokenSettings(**values)  # type: ignore[arg-type]
 
 
+# Building a TLS context per client is slow; the mocked issuer never needs one anyway.
+TLS = ssl.create_default_context()
+
+
 async def issue(client_settings: EnterpriseTokenSettings | None = None) -> IssuedToken:
-    async with EnterpriseTokenClient(client_settings or settings()) as client:
+    async with (
+        httpx.AsyncClient(verify=TLS) as http,
+        EnterpriseTokenClient(client_settings or settings(), http_client=http) as client,
+    ):
         return await client.issue_token(tenant_id="t1", user_id="alice", audience=AUDIENCE)
 
 
