@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Mapping
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -55,8 +54,9 @@ class MCPToolRuntime:
     `MCPIdentityForwardingError`; there is no retry with static auth or another identity.
 
     Each session gets its own `httpx2.AsyncClient` (from `http_client_factory`), sharing only
-    `ssl_context`. `protocol_mode` is the mcp SDK's connect mode: "auto" (probe the 2026 protocol, fall back
-    to the initialize handshake), "legacy" (handshake only) or a pinned modern version.
+    `ssl_context`. `protocol_mode` is the mcp SDK's connect mode: "auto" (probe the 2026
+    protocol, fall back to the initialize handshake), "legacy" (handshake only) or a pinned
+    modern version.
     """
 
     def __init__(
@@ -234,16 +234,14 @@ class MCPToolRuntime:
             verify=self._ssl_context,
             event_hooks={"response": [watch]},
         )
-        async with AsyncExitStack() as stack:
-            await stack.enter_async_context(http_client)
-            client = Client(
-                streamable_http_client(provider.server_url, http_client=http_client),
-                read_timeout_seconds=self._timeout,
-                mode=self._protocol_mode,  # type: ignore[arg-type]
-                client_info=self._client_info,
-                cache=None,
-            )
-            await stack.enter_async_context(client)
+        client = Client(
+            streamable_http_client(provider.server_url, http_client=http_client),
+            read_timeout_seconds=self._timeout,
+            mode=self._protocol_mode,  # type: ignore[arg-type]
+            client_info=self._client_info,
+            cache=None,  # a response cache is per identity at best; a session is used once anyway
+        )
+        async with http_client, client:
             return await action(client)
 
 
