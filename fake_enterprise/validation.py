@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -27,6 +28,13 @@ def _too_large(limit: int) -> NoReturn:
 
 def _reject_constant(name: str) -> NoReturn:
     _invalid(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e400, which Python would read as inf
+        _invalid(f"number {text[:32]} is out of range")
+    return value
 
 
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -62,7 +70,9 @@ async def read_json_object(request: Request, *, limit: int, allow_empty: bool = 
     if media_type != "application/json":
         raise IssuerError(415, "unsupported_media_type", "Content-Type must be application/json")
     try:
-        body = json.loads(raw, object_pairs_hook=_unique_members, parse_constant=_reject_constant)
+        body = json.loads(
+            raw, object_pairs_hook=_unique_members, parse_constant=_reject_constant, parse_float=_finite_float
+        )
     except (ValueError, RecursionError):  # bad UTF-8, bad JSON, over-long integers, deep nesting
         _invalid("body is not valid JSON")
     if not isinstance(body, dict):

@@ -45,6 +45,7 @@ MALFORMED = {
     "dup-key": b'{"tenant_id": "a", "tenant_id": "b"}',
     "deep": b"[" * 30_000 + b"]" * 30_000,
     "bigint": b'{"user_type": ' + b"9" * 5000 + b"}",
+    "huge-float": b'{"tenant_id": 1e400}',
 }
 
 
@@ -94,6 +95,12 @@ def test_missing_fields_are_400(http: httpx.Client, missing: str) -> None:
     response = http.post(ISSUE_PATH, json=body, headers=AUTH)
     _assert_error(response, 400, "invalid_request")
     assert missing in response.json()["message"]
+
+
+def test_a_float_beyond_range_is_400_even_where_anything_goes(http: httpx.Client) -> None:
+    # Python reads 1e400 as inf; in a minted claim it would reach int() and JSON encoding.
+    raw = b'{"claims": {"exp": 1e400, "deep": [{"x": -1e999}]}}'
+    _assert_error(http.post("/admin/mint", content=raw, headers=JSON), 400, "invalid_request")
 
 
 def test_unknown_field_is_named(http: httpx.Client) -> None:

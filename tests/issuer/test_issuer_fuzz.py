@@ -1,0 +1,79 @@
+"""Property tests: whatever JSON arrives, the answer is a JSON 2xx/4xx, never a 500."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from issuer_support import AUDIENCE, ISSUE_PATH, SECRET, RunningIssuer
+
+AUTH = {"Enterprise-Api-Secret-Key": SECRET}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _field(good: Any) -> st.SearchStrategy[Any]:
+    return st.just(good) | json_values
+
+
+issue_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "tenant_id": _field("fuzz"),
+        "user_id": _field("alice"),
+        "app_id": _field(""),
+        "audience": _field(AUDIENCE) | st.text(max_size=40).map(lambda tail: "http://127.0.0.1/" + tail),
+        "user_type": _field("account") | st.sampled_from(["end_user", "admin"]),
+        "extra": json_values,
+    },
+)
+
+mint_bodies = st.fixed_dictionaries(
+    {"claims": st.dictionaries(st.sampled_from(["sub", "aud", "exp", "nbf", "iat", "x"]), json_values)},
+    optional={
+        "header": st.dictionaries(
+            st.sampled_from(["alg", "kid", "typ", "crit", "jku"]),
+            json_values | st.sampled_from(["RS256", "RS384", "PS512", "ES256", "EdDSA", "HS256", "none"]),
+        ),
+        "ttl": json_values,
+        "hmac_key": st.none() | st.text(max_size=20),
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def client(module_issuer: RunningIssuer) -> Iterator[httpx.Client]:
+    with module_issuer.admin() as admin:
+        admin.create_user("fuzz", "alice")
+        admin.grant("fuzz", "alice")
+    with httpx.Client(base_url=module_issuer.url, headers=AUTH, timeout=10) as http:
+        yield http
+
+
+def _assert_clean(response: httpx.Response, allowed: set[int]) -> None:
+    assert response.status_code in allowed, response.text
+    body = response.json()
+    assert isinstance(body, dict)
+    if response.status_code >= 400:
+        assert set(body) == {"error", "message"}
+        assert SECRET not in response.text
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=issue_bodies)
+def test_issue_token_never_fails_badly(client: httpx.Client, body: dict[str, Any]) -> None:
+    _assert_clean(client.post(ISSUE_PATH, json=body), {200, 400, 404})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=mint_bodies)
+def test_mint_never_fails_badly(client: httpx.Client, body: dict[str, Any]) -> None:
+    _assert_clean(client.post("/admin/mint", json=body), {200, 400})
