@@ -165,13 +165,12 @@ class JWKSCache:
         when there are no usable keys at all.
         """
         keys = self._keys
-        now = self._clock()
-        if keys is None or now >= keys.expires_at + self._settings.jwks_stale_if_error:
-            await self._wait_for_refresh(wanted_kid=None)
-            keys = self._keys
-            if keys is None:
+        if keys is None or self._too_stale(keys):
+            await self._wait_for_refresh(wanted_kid=kid)
+            if self._keys is None or self._keys is keys:  # no fresh set arrived
                 raise SigningKeysUnavailable("signing keys unavailable")
-        elif now >= keys.expires_at:
+            keys = self._keys
+        elif self._clock() >= keys.expires_at:
             self._start_refresh_if_allowed(wanted_kid=None)
         key = keys.find(kid, alg)
         if key is not None:
@@ -183,6 +182,10 @@ class JWKSCache:
         if key is None:
             raise TokenRejected("unknown signing key")
         return key
+
+    def _too_stale(self, keys: _KeySet) -> bool:
+        """Past even the stale-if-error allowance: such keys are never used."""
+        return self._clock() >= keys.expires_at + self._settings.jwks_stale_if_error
 
     async def aclose(self) -> None:
         task, self._in_flight = self._in_flight, None
@@ -212,9 +215,6 @@ class JWKSCache:
         except (httpx.HTTPError, _JWKSFetchError, ValueError, RecursionError) as exc:
             self._quiet_until = self._clock() + self._settings.min_jwks_refresh_interval
             logger.warning("JWKS refresh failed (%s); keeping the cached keys", _describe(exc))
-            stale_limit = self._settings.jwks_stale_if_error
-            if self._keys is not None and self._clock() >= self._keys.expires_at + stale_limit:
-                self._keys = None
         else:
             self._keys = keys
             if wanted_kid is not None and not keys.has_kid(wanted_kid):

@@ -198,7 +198,7 @@ async def test_flood_of_unknown_kids_costs_a_handful_of_fetches(
     assert set(await asyncio.gather(*(refused(t) for t in tokens[:500]))) == {"unknown signing key"}
     for token in tokens[500:]:
         assert await refused(token) == "unknown signing key"
-    assert jwks_host.fetches <= 3
+    assert jwks_host.fetches == 1
     assert (await verifier.verify(_token(jwks_host, keys.rsa))).subject == "user-1"
 
 
