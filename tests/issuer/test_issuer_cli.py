@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,9 @@ def _issuer_process(*args: str) -> Iterator[dict[str, str]]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    # A process that never prints would block readline(): kill it after a generous while.
+    watchdog = threading.Timer(60, process.kill)
+    watchdog.start()
     try:
         printed: dict[str, str] = {}
         assert process.stdout is not None
@@ -35,6 +39,7 @@ def _issuer_process(*args: str) -> Iterator[dict[str, str]]:
             printed[name.strip()] = value.strip()
         yield printed
     finally:
+        watchdog.cancel()
         process.terminate()
         process.communicate(timeout=10)
 

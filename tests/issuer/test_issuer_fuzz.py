@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from issuer_support import AUDIENCE, ISSUE_PATH, SECRET, RunningIssuer
 
@@ -67,13 +67,35 @@ def _assert_clean(response: httpx.Response, allowed: set[int]) -> None:
         assert SECRET not in response.text
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None)
 @given(body=issue_bodies)
 def test_issue_token_never_fails_badly(client: httpx.Client, body: dict[str, Any]) -> None:
     _assert_clean(client.post(ISSUE_PATH, json=body), {200, 400, 404})
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None)
 @given(body=mint_bodies)
 def test_mint_never_fails_badly(client: httpx.Client, body: dict[str, Any]) -> None:
     _assert_clean(client.post("/admin/mint", json=body), {200, 400})
+
+
+admin_bodies = st.sampled_from(
+    [
+        ("POST", "/admin/users", ("tenant_id", "user_id", "email", "name", "token_profile")),
+        ("PUT", "/admin/users/fuzz/alice/grant", ("expires_at", "refresh_token")),
+        ("PUT", "/admin/tenants/fuzz-policy/policy", ("deny", "allowed_audiences")),
+    ]
+).flatmap(
+    lambda endpoint: st.tuples(
+        st.just(endpoint[0]),
+        st.just(endpoint[1]),
+        st.dictionaries(st.sampled_from([*endpoint[2], "other"]), json_values | st.text(max_size=12)),
+    )
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(call=admin_bodies)
+def test_admin_endpoints_never_fail_badly(client: httpx.Client, call: tuple[str, str, dict]) -> None:
+    method, path, body = call
+    _assert_clean(client.request(method, path, json=body), {200, 201, 400, 409})
