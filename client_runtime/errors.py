@@ -103,6 +103,8 @@ class MCPToolInvocationError(Exception):
 class MCPProviderConfigError(ValueError):
     """A provider's stored or given configuration is invalid (bad URL, header name, ...)."""
 
+    user_message = "This tool is misconfigured. Please contact your administrator."
+
 
 class UnknownIdentityModeError(MCPProviderConfigError):
     """A stored identity mode is not one this runtime knows; it is never treated as `off`."""
