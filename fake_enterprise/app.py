@@ -143,9 +143,8 @@ class _Routes:
 
     async def set_faults(self, request: Request) -> Response:
         self._authenticate(request)
-        body = await self._body(
-            request, ("latency_ms", "issue_token_status", "issue_token_error", "jwks_unavailable")
-        )
+        fields = ("latency_ms", "issue_token_status", "issue_token_error", "jwks_unavailable")
+        body = await self._body(request, fields, allow_empty=True)
         faults = Faults(
             latency_ms=body.integer("latency_ms", minimum=0, maximum=_MAX_LATENCY_MS) or 0,
             issue_token_status=body.integer("issue_token_status", minimum=400, maximum=599),

@@ -7,6 +7,7 @@ import ipaddress
 import os
 import secrets
 import socket
+import sqlite3
 import sys
 from typing import Any
 
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                 token_profile=args.token_profile,
             )
             app = create_app(settings)
-        except (ValueError, DataKeyError, OSError) as exc:
+        except (ValueError, DataKeyError, OSError, sqlite3.Error) as exc:
             print(f"mcp-idfwd issuer: {exc}", file=sys.stderr)
             return 1
         print(f"issuer: {url}")
