@@ -115,13 +115,6 @@ class Stack:
         return MCPProvider(**values)
 
 
-def _listening_socket() -> socket.socket:
-    sock = bind_loopback()
-    # Accepted connections inherit it: without, small responses stall ~40 ms on delayed ACKs.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
 def _serve(app: ASGIApp, sock: socket.socket) -> ServedApp:
     try:
         return start_in_thread(app, sock)
@@ -131,14 +124,14 @@ def _serve(app: ASGIApp, sock: socket.socket) -> ServedApp:
 
 
 def serve_issuer(secret: str) -> tuple[ServedApp, RequestLog]:
-    sock = _listening_socket()
+    sock = bind_loopback()
     settings = fake_enterprise.IssuerSettings(issuer_url=socket_url(sock), secret=secret)
     app = RequestLog(fake_enterprise.create_app(settings))
     return _serve(app, sock), app
 
 
 def serve_mcp_server(issuer_url: str) -> tuple[ServedApp, RequestLog, str]:
-    sock = _listening_socket()
+    sock = bind_loopback()
     resource_url = f"{socket_url(sock)}/mcp"
     app = RequestLog(
         fake_mcp_server.create_app(
