@@ -14,7 +14,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -149,14 +149,7 @@ class KeyRing:
                     (key.kid, alg, self._cipher.seal(pem, _sealing_context(key.kid)), json.dumps(jwk), now),
                 )
             if previous is not None:
-                self._keys[previous.kid] = SigningKey(
-                    kid=previous.kid,
-                    alg=previous.alg,
-                    private_key=previous.private_key,
-                    public_jwk=previous.public_jwk,
-                    created_at=previous.created_at,
-                    retired_at=now,
-                )
+                self._keys[previous.kid] = replace(previous, retired_at=now)
             self._keys[key.kid] = key
             self._max_exp[key.kid] = self._stored_max_exp[key.kid] = 0
             self._current = key

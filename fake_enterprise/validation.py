@@ -77,6 +77,11 @@ async def read_json_object(request: Request, *, limit: int, allow_empty: bool = 
         _invalid("body is not valid JSON")
     if not isinstance(body, dict):
         _invalid("body must be a JSON object")
+    try:
+        # A "\ud800" escape decodes to a lone surrogate, which no UTF-8 consumer (SQLite, HMAC) accepts.
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        _invalid("body contains an unpaired UTF-16 surrogate escape")
     return body
 
 

@@ -103,6 +103,21 @@ def test_a_float_beyond_range_is_400_even_where_anything_goes(http: httpx.Client
     _assert_error(http.post("/admin/mint", content=raw, headers=JSON), 400, "invalid_request")
 
 
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        (
+            ISSUE_PATH,
+            b'{"tenant_id": "a\\ud800", "user_id": "u", "app_id": "", "audience": "http://127.0.0.1/"}',
+        ),
+        ("/admin/users", b'{"tenant_id": "acme", "user_id": "\\udfff"}'),
+        ("/admin/mint", b'{"claims": {}, "header": {"alg": "HS256"}, "hmac_key": "\\ud83d"}'),
+    ],
+)
+def test_lone_surrogate_escapes_are_400(http: httpx.Client, path: str, raw: bytes) -> None:
+    _assert_error(http.post(path, content=raw, headers=JSON), 400, "invalid_request")
+
+
 def test_unknown_field_is_named(http: httpx.Client) -> None:
     response = http.post(ISSUE_PATH, json={**GOOD, "scope": "all"}, headers=AUTH)
     _assert_error(response, 400, "invalid_request")
