@@ -1,0 +1,133 @@
+"""Helpers for the load and fault tests: runtimes wired to a real issuer, and outcome bookkeeping."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+
+from client_runtime import (
+    EnterpriseTokenClient,
+    EnterpriseTokenSettings,
+    IdentityMode,
+    MCPProvider,
+    MCPTokenError,
+    MCPToolRuntime,
+    TokenBroker,
+)
+from fake_enterprise import AdminClient
+
+TENANT = "acme"
+ISSUE_TOKEN_PATH = "/inner/api/mcp/issue-token"
+# A skew larger than any token's lifetime: no token is ever fresh, so every call asks the issuer.
+NEVER_CACHE_SKEW = 10**9
+
+
+def provider_for(server_url: str) -> MCPProvider:
+    return MCPProvider(
+        provider_id="load", tenant_id=TENANT, server_url=server_url, identity_mode=IdentityMode.IDP_TOKEN
+    )
+
+
+def create_users(admin: AdminClient, user_ids: Iterable[str], *, workers: int = 16) -> None:
+    """Create users with SSO grants, several at a time (each admin call is a round trip)."""
+
+    def create(user_id: str) -> None:
+        admin.create_user(TENANT, user_id, email=f"{user_id}@example.com", name=user_id.title())
+        admin.grant(TENANT, user_id)
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(create, user_ids))
+
+
+@dataclass
+class IssueTokenCounter:
+    """Counts the issue-token requests an httpx client sends (each retry is one more)."""
+
+    requests: int = 0
+
+    async def __call__(self, request: httpx.Request) -> None:
+        if request.url.path == ISSUE_TOKEN_PATH:
+            self.requests += 1
+
+
+@dataclass
+class Host:
+    runtime: MCPToolRuntime
+    broker: TokenBroker
+    token_client: EnterpriseTokenClient
+    counter: IssueTokenCounter
+
+
+@asynccontextmanager
+async def open_host(
+    issuer_url: str,
+    secret: str,
+    *,
+    cache: bool = True,
+    issuer_timeout: float = 5.0,
+    retries: int = 2,
+    backoff: float = 0.05,
+    runtime_timeout: float = 30.0,
+) -> AsyncIterator[Host]:
+    """A runtime whose token client counts its issue-token requests; `cache=False` mints per call."""
+    settings = EnterpriseTokenSettings(
+        issuer_url=issuer_url,
+        inner_api_secret=secret,
+        timeout=issuer_timeout,
+        retries=retries,
+        backoff=backoff,
+    )
+    counter = IssueTokenCounter()
+    async with (
+        httpx.AsyncClient(event_hooks={"request": [counter]}) as http,
+        EnterpriseTokenClient(settings, http_client=http) as token_client,
+    ):
+        broker = TokenBroker(token_client) if cache else TokenBroker(token_client, skew=NEVER_CACHE_SKEW)
+        yield Host(MCPToolRuntime(broker=broker, timeout=runtime_timeout), broker, token_client, counter)
+
+
+async def call_tool(
+    runtime: MCPToolRuntime,
+    provider: MCPProvider,
+    user_id: str,
+    tool: str,
+    arguments: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The tool's structured result; a tool-level error fails the test."""
+    result = await runtime.invoke(provider, tool, arguments, tenant_id=TENANT, user_id=user_id)
+    assert not result.is_error, f"{tool} as {user_id} failed: {result.content}"
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+@dataclass
+class Outcomes:
+    """What a busy run saw: successes per phase, and every failure by exception type."""
+
+    successes: int = 0
+    failures: list[BaseException] = field(default_factory=list)
+    wrong_identity: list[tuple[str, str]] = field(default_factory=list)
+    progress: Callable[[], None] | None = None
+
+    def succeeded(self, asked_for: str, answered: str) -> None:
+        if asked_for != answered:
+            self.wrong_identity.append((asked_for, answered))
+        self.successes += 1
+
+    def mapped_failure(self, exc: MCPTokenError) -> None:
+        self.failures.append(exc)
+
+
+async def bounded(seconds: float, call: Callable[[], Any]) -> tuple[Any, float]:
+    """Run `call` with a hard deadline (a hang fails the test); return its result and elapsed time."""
+    start = time.monotonic()
+    with anyio.fail_after(seconds):
+        result = await call()
+    return result, time.monotonic() - start

@@ -1,0 +1,90 @@
+"""Key rotation at the issuer in the middle of a busy run: no valid call fails."""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+import jwt
+import pytest
+from load_support import TENANT, Host, bounded, call_tool, create_users, open_host, provider_for
+
+from client_runtime import TokenKey
+from harness.stack import LocalStack
+
+# RS256 -> ES256 -> EdDSA -> RS256: every rotation also changes the key type the server must handle.
+ROTATIONS = ("ES256", "EdDSA", "RS256")
+CALLS_BETWEEN_ROTATIONS = 12
+
+
+@pytest.mark.anyio
+async def test_rotating_keys_during_a_busy_run_fails_no_valid_call(fault_stack: LocalStack) -> None:
+    stack = fault_stack
+    user_ids = [f"rotor-{n:02d}" for n in range(16)]
+    await anyio.to_thread.run_sync(create_users, stack.admin, [*user_ids, "long-lived"])
+    provider = provider_for(stack.server_url)
+    answers: list[tuple[str, str]] = []
+    failures: list[BaseException] = []
+    send, receive = anyio.create_memory_object_stream[None](math.inf)
+    done = anyio.Event()
+    kids: list[str] = [stack.admin.jwks()["keys"][0]["kid"]]
+
+    async with (
+        open_host(stack.issuer_url, stack.secret, cache=False) as minting,
+        open_host(stack.issuer_url, stack.secret) as caching,
+    ):
+        # A token minted before any rotation, held in a cache and used again after all of them.
+        first = await call_tool(caching.runtime, provider, "long-lived", "whoami")
+        assert first["sub"] == "long-lived"
+
+        async def worker(offset: int) -> None:
+            turn = offset
+            while not done.is_set():
+                user_id = user_ids[turn % len(user_ids)]
+                turn += 1
+                try:
+                    answer, _ = await bounded(30, lambda u=user_id: whoami(minting, u))
+                except Exception as exc:  # every failure counts against the run
+                    failures.append(exc)
+                else:
+                    answers.append((user_id, str(answer["sub"])))
+                send.send_nowait(None)
+
+        async def whoami(host: Host, user_id: str) -> dict[str, object]:
+            return await call_tool(host.runtime, provider, user_id, "whoami")
+
+        async def calls(count: int) -> None:
+            seen = 0
+            async for _ in receive:
+                seen += 1
+                if seen >= count:
+                    return
+
+        async def rotator() -> None:
+            try:
+                await calls(CALLS_BETWEEN_ROTATIONS)
+                for alg in ROTATIONS:
+                    kids.append(await anyio.to_thread.run_sync(lambda alg=alg: stack.admin.rotate_keys(alg)))
+                    await calls(CALLS_BETWEEN_ROTATIONS)
+            finally:
+                done.set()
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as group:
+                group.start_soon(rotator)
+                for offset in range(8):
+                    group.start_soon(worker, offset * 2)
+
+        again = await call_tool(caching.runtime, provider, "long-lived", "whoami")
+        held = caching.broker.cached(TokenKey(TENANT, "long-lived", "account", stack.server_url))
+
+    assert failures == []
+    assert answers and all(asked == answered for asked, answered in answers)
+    assert len(answers) >= CALLS_BETWEEN_ROTATIONS * (len(ROTATIONS) + 1)
+    # The cached token was signed by the first key and still verified after three rotations.
+    assert again["sub"] == "long-lived"
+    assert held is not None
+    assert jwt.get_unverified_header(held.token)["kid"] == kids[0]
+    published = {key["kid"] for key in stack.admin.jwks()["keys"]}
+    assert set(kids) <= published
+    assert len(set(kids)) == len(ROTATIONS) + 1
