@@ -46,7 +46,7 @@ async def test_issuer_slower_than_the_timeout_fails_every_call_with_a_retriable_
     timeout, retries, backoff = 0.5, 1, 0.05
     failures: dict[str, MCPTokenError] = {}
     async with open_host(
-        faulty.issuer_url, faulty.secret, timeout=timeout, retries=retries, backoff=backoff
+        faulty.issuer_url, faulty.secret, issuer_timeout=timeout, retries=retries, backoff=backoff
     ) as host:
 
         async def call(user_id: str) -> None:
@@ -78,7 +78,7 @@ async def test_issuer_slower_than_usual_but_within_the_timeout_still_answers_as_
     timeout, retries, backoff = 5.0, 2, 0.05
     answers: dict[str, tuple[str, float]] = {}
     async with open_host(
-        faulty.issuer_url, faulty.secret, timeout=timeout, retries=retries, backoff=backoff
+        faulty.issuer_url, faulty.secret, issuer_timeout=timeout, retries=retries, backoff=backoff
     ) as host:
 
         async def call(user_id: str) -> None:
@@ -105,7 +105,7 @@ async def test_issuer_5xx_is_retried_as_configured_then_mapped(faulty: LocalStac
     faulty.admin.set_faults(issue_token_status=status)
     timeout, retries, backoff = 2.0, 2, 0.01
     async with open_host(
-        faulty.issuer_url, faulty.secret, timeout=timeout, retries=retries, backoff=backoff
+        faulty.issuer_url, faulty.secret, issuer_timeout=timeout, retries=retries, backoff=backoff
     ) as host:
         with pytest.raises(MCPTokenError) as caught:
             await bounded(
