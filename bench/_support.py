@@ -12,11 +12,11 @@ import math
 import os
 import platform
 import queue
-import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -24,30 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from harness.servers import bind_loopback
-
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
-
-
-def nodelay_loopback(port: int = 0) -> socket.socket:
-    """`harness.servers.bind_loopback`, with TCP_NODELAY on the listener (accepted sockets inherit it).
-
-    asyncio only turns Nagle off on sockets whose `proto` is IPPROTO_TCP; `bind_loopback` makes
-    its socket with proto 0, so without this every response after the first on a keep-alive
-    connection waits ~40 ms for the peer's delayed ACK, and that is all a benchmark would measure.
-    """
-    sock = bind_loopback(port=port)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def harness_sockets_disable_nagle() -> bool:
-    """Whether connections accepted on a `bind_loopback` socket get TCP_NODELAY from asyncio."""
-    with bind_loopback() as sock:
-        return sock.proto == socket.IPPROTO_TCP or bool(
-            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-        )
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -113,6 +91,11 @@ class ChildProcess:
         return self.process.pid
 
 
+def _collect(stream: object, log: deque[str]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        log.append(line.rstrip("\n"))
+
+
 def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
     for line in stream:  # type: ignore[attr-defined]
         lines.put(line.rstrip("\n"))
@@ -136,12 +119,16 @@ def spawn(
         list(argv),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
         cwd=REPO_DIR,
     )
     lines: queue.Queue[str | None] = queue.Queue()
+    # Its log goes nowhere unless it fails to start: then its last lines explain why.
+    log: deque[str] = deque(maxlen=30)
     threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
+    threading.Thread(target=_collect, args=(process.stderr, log), daemon=True).start()
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
@@ -153,7 +140,8 @@ def spawn(
             except queue.Empty:
                 continue
             if line is None:
-                raise RuntimeError(f"{argv[1:]} exited with {process.wait()} before it was ready")
+                status = process.wait()
+                raise RuntimeError(f"{argv[1:]} exited with {status} before it was ready:\n" + "\n".join(log))
             if announces(line):
                 break
         yield ChildProcess(process=process, first_line=line, lines=lines)
@@ -199,23 +187,16 @@ class IssuerProcess:
 
 @contextmanager
 def issuer_process(alg: str, secret: str, *, token_ttl: int = 300) -> Iterator[IssuerProcess]:
-    """The issuer on a free loopback port in its own process (own GIL), ready to serve.
-
-    It is `python -m harness issuer` when harness sockets have Nagle off; otherwise
-    `bench/_issuer.py`, the same issuer on a socket that does (see `nodelay_loopback`).
-    """
-    options = ["--alg", alg, "--token-ttl", str(token_ttl)]
-    if harness_sockets_disable_nagle():
-        argv = [sys.executable, "-m", "harness", "issuer", "--port", "0", *options]
-        command = "python -m harness issuer --port 0 " + " ".join(options)
-    else:
-        argv = [sys.executable, str(BENCH_DIR / "_issuer.py"), *options]
-        command = "python bench/_issuer.py " + " ".join(options) + " (harness sockets leave Nagle on)"
+    """`python -m harness issuer` on a free loopback port in its own process (own GIL), ready to serve."""
+    options = ["--port", "0", "--alg", alg, "--token-ttl", str(token_ttl)]
+    argv = [sys.executable, "-m", "harness", "issuer", *options]
     env = {"MCP_IDFWD_ISSUER_SECRET": secret}
     with spawn(argv, announces=lambda line: line.startswith("issuer:"), env=env) as child:
         url = child.first_line.split(":", 1)[1].strip()
         wait_until_serving(url + "/.well-known/openid-configuration")
-        yield IssuerProcess(url=url, secret=secret, pid=child.pid, command=command)
+        yield IssuerProcess(
+            url=url, secret=secret, pid=child.pid, command="python -m harness issuer " + " ".join(options)
+        )
 
 
 @dataclass(frozen=True)
