@@ -1,0 +1,77 @@
+"""The README's issuer examples run as written (the curl one on a free port instead of 9000)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import jwt
+import pytest
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _blocks(language: str) -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("<!-- section:issuer -->") : text.index("<!-- /section:issuer -->")]
+    return re.findall(rf"```{language}\n(.*?)```", section, re.S)
+
+
+def test_the_python_example_runs() -> None:
+    (example,) = _blocks("python")
+    namespace: dict[str, object] = {}
+    exec(compile(example, "README.md (issuer python example)", "exec"), namespace)
+    claims = jwt.decode(str(namespace["token"]), options={"verify_signature": False})
+    assert (claims["sub"], claims["aud"]) == ("alice", "http://127.0.0.1:8000/mcp")
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_curl_example_runs(tmp_path: Path) -> None:
+    server_block, client_block = _blocks("bash")
+    (command,) = server_block.strip().splitlines()
+    env_assignment, _, cli = command.partition(" ")
+    name, _, secret = env_assignment.partition("=")
+    assert cli.startswith("mcp-idfwd issuer --port 9000")
+    args = cli.split()[1:]
+    args[args.index("9000")] = "0"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        env={**os.environ, name: secret},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    watchdog = threading.Timer(60, process.kill)
+    watchdog.start()
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().partition(":")[2].strip()
+        assert url.startswith("http://127.0.0.1:"), "the issuer did not start"
+        script = client_block.replace("http://127.0.0.1:9000", url)
+        result = subprocess.run(["bash", "-e"], input=script, capture_output=True, text=True, timeout=60)
+    finally:
+        watchdog.cancel()
+        process.terminate()
+        process.communicate(timeout=10)
+    assert result.returncode == 0, result.stderr
+    # Each curl prints one JSON document with no newline in between.
+    documents = []
+    decoder = json.JSONDecoder()
+    rest = result.stdout.strip()
+    while rest:
+        document, end = decoder.raw_decode(rest)
+        documents.append(document)
+        rest = rest[end:].lstrip()
+    user, grant, issued, jwks = documents
+    assert user["user_id"] == grant["user_id"] == "alice"
+    assert issued["token_type"] == "Bearer"
+    kid = jwt.get_unverified_header(issued["token"])["kid"]
+    key = jwt.PyJWKSet.from_dict(jwks)[kid].key
+    claims = jwt.decode(issued["token"], key, algorithms=["RS256"], audience="http://127.0.0.1:8000/mcp")
+    assert claims["iss"] == url
