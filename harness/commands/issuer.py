@@ -6,7 +6,6 @@ import argparse
 import ipaddress
 import os
 import secrets
-import socket
 import sqlite3
 import sys
 from typing import Any
@@ -88,9 +87,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"mcp-idfwd issuer: cannot bind {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
     with sock:
-        # Accepted sockets inherit this; without it a response sent in two writes (head, body)
-        # waits ~40 ms for a delayed ACK (asyncio only sets it on sockets made with IPPROTO_TCP).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         url = socket_url(sock)
         try:
             settings = IssuerSettings(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +20,6 @@ def _issuers() -> Iterator[StartIssuer]:
 
     def start(**overrides: Any) -> RunningIssuer:
         sock = bind_loopback()
-        # Accepted sockets inherit it: no ~40 ms delayed-ACK stall per response (see commands/issuer.py).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         fields: dict[str, Any] = {"issuer_url": socket_url(sock), "secret": SECRET, **overrides}
         settings = IssuerSettings(**fields)
         try:
