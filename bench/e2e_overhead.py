@@ -177,7 +177,7 @@ def report(samples: Samples) -> None:
     median_ratio = median(samples.on) / median(samples.off)
     p95_ratio = percentile(samples.on, 95) / percentile(samples.off, 95)
     verdict = "met" if median_ratio <= GOAL_RATIO else "NOT met"
-    print(f"## End-to-end overhead of identity forwarding ({machine_summary()})")
+    print(f"### End-to-end overhead of identity forwarding ({machine_summary()})")
     print()
     print(
         "Client (MCPToolRuntime, a fresh MCP session per call) in this process; issuer, MCP server and\n"

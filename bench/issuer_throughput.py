@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                     ]
                 )
 
-    print(f"## Issuer throughput: issue-token ({machine_summary()})")
+    print(f"### Issuer throughput: issue-token ({machine_summary()})")
     print()
     print(
         f"The issuer runs in a separate process ({'; '.join(sorted(commands))}), so it does not share\n"

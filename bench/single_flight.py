@@ -107,7 +107,7 @@ async def measure(args: argparse.Namespace) -> int:
             await scenario(f"{n} concurrent calls, {n} users, cold cache", many_users, n)
             await scenario(f"the same {n} users again, warm cache", many_users, 0)
 
-    print(f"## Single flight and caching ({machine_summary()})")
+    print(f"### Single flight and caching ({machine_summary()})")
     print()
     print(
         "One MCPToolRuntime + TokenBroker; issuer and MCP server on loopback (harness LocalStack, in this\n"
