@@ -8,14 +8,15 @@ with the defaults (60 s max-age) it would not even notice an outage this short.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import anyio
 import pytest
 from load_support import Host, call_tool, create_users, open_host, provider_for
 
 import fake_mcp_server
-from client_runtime import MCPIdentityForwardingError
-from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
+from client_runtime import MCPIdentityForwardingError, MCPToolInvocationError
+from harness.servers import bind_loopback, socket_url, start_in_thread
 from harness.stack import LocalStack
 
 MAX_JWKS_AGE = 0.2
@@ -24,10 +25,15 @@ REFRESH_INTERVAL = 0.1
 MAX_CALLS = 400
 
 
+@dataclass(frozen=True)
+class ShortCacheServer:
+    url: str
+    verifier: fake_mcp_server.JWKSTokenVerifier
+
+
 @pytest.fixture
-def short_cache_server(
-    faulty: LocalStack,
-) -> Iterator[tuple[ServedApp, fake_mcp_server.JWKSTokenVerifier, str]]:
+def short_cache_server(faulty: LocalStack) -> Iterator[ShortCacheServer]:
+    """A reference MCP server trusting `faulty`'s issuer; it fetches no keys before its first token."""
     sock = bind_loopback()
     resource_url = socket_url(sock) + "/mcp"
     verifier = fake_mcp_server.VerifierSettings(
@@ -42,16 +48,16 @@ def short_cache_server(
     app = fake_mcp_server.create_app(settings)
     served = start_in_thread(app, sock)
     try:
-        yield served, app.state.verifier, resource_url
+        yield ShortCacheServer(resource_url, app.state.verifier)
     finally:
         served.stop()
 
 
 @pytest.mark.anyio
 async def test_jwks_outage_keeps_cached_keys_working_and_the_server_recovers(
-    faulty: LocalStack, short_cache_server: tuple[ServedApp, fake_mcp_server.JWKSTokenVerifier, str]
+    faulty: LocalStack, short_cache_server: ShortCacheServer
 ) -> None:
-    _, verifier, server_url = short_cache_server
+    verifier, server_url = short_cache_server.verifier, short_cache_server.url
     provider = provider_for(server_url)
     user_ids = [f"outage-{n:02d}" for n in range(10)]
     await anyio.to_thread.run_sync(create_users, faulty.admin, user_ids)
@@ -104,3 +110,29 @@ async def test_jwks_outage_keeps_cached_keys_working_and_the_server_recovers(
 
     assert during_outage >= 1
     assert new_kid in {key["kid"] for key in faulty.admin.jwks()["keys"]}
+
+
+@pytest.mark.anyio
+async def test_a_server_that_starts_during_the_outage_answers_a_mapped_error_then_recovers(
+    faulty: LocalStack, short_cache_server: ShortCacheServer
+) -> None:
+    provider = provider_for(short_cache_server.url)
+    await anyio.to_thread.run_sync(create_users, faulty.admin, ["cold-start"])
+    async with open_host(faulty.issuer_url, faulty.secret) as host:
+        with anyio.fail_after(45):
+            faulty.admin.set_faults(jwks_unavailable=True)
+            # No keys at all: the server cannot verify anything and says so (503), which the
+            # runtime maps; the token is not blamed (no MCPIdentityForwardingError).
+            with pytest.raises(MCPToolInvocationError):
+                await call_tool(host.runtime, provider, "cold-start", "whoami")
+
+            faulty.admin.clear_faults()
+            for _ in range(MAX_CALLS):
+                try:
+                    answer = await call_tool(host.runtime, provider, "cold-start", "whoami")
+                except MCPToolInvocationError:
+                    continue  # still inside the refresh back-off after the failed fetch
+                break
+            else:
+                pytest.fail("the server never fetched the JWKS after it came back")
+    assert answer["sub"] == "cold-start"
