@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import secrets
 import sqlite3
@@ -11,41 +10,10 @@ import sys
 from typing import Any
 
 from fake_enterprise import SIGNING_ALGORITHMS, TOKEN_PROFILES, DataKeyError, IssuerSettings, create_app
+from harness.commands._arguments import loopback_host, port, positive_int
 from harness.servers import bind_loopback, serve_forever, socket_url
 
 SECRET_ENV = "MCP_IDFWD_ISSUER_SECRET"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive integer")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("must be between 0 and 65535 (0 picks a free port)")
-    return value
-
-
-def _loopback(text: str) -> str:
-    if text == "localhost":
-        return "127.0.0.1"
-    try:
-        loopback = ipaddress.ip_address(text).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a loopback address (e.g. 127.0.0.1 or ::1)")
-    return text
 
 
 def register(subparsers: Any) -> None:
@@ -56,9 +24,12 @@ def register(subparsers: Any) -> None:
         " API. It binds loopback only: it is a test double and its admin API mints anything.",
     )
     parser.add_argument(
-        "--host", type=_loopback, default="127.0.0.1", help="loopback address to bind (default: 127.0.0.1)"
+        "--host",
+        type=loopback_host,
+        default="127.0.0.1",
+        help="loopback address (default: 127.0.0.1)",
     )
-    parser.add_argument("--port", type=_port, default=9000, help="port, 0 for a free one (default: 9000)")
+    parser.add_argument("--port", type=port, default=9000, help="port, 0 for a free one (default: 9000)")
     parser.add_argument(
         "--db",
         default=":memory:",
@@ -71,7 +42,7 @@ def register(subparsers: Any) -> None:
         help=f"inner/admin API secret (default: ${SECRET_ENV}, else a generated one, printed on start)",
     )
     parser.add_argument("--alg", choices=SIGNING_ALGORITHMS, default="RS256", help="signing algorithm")
-    parser.add_argument("--token-ttl", type=_positive_int, default=300, help="token lifetime in seconds")
+    parser.add_argument("--token-ttl", type=positive_int, default=300, help="token lifetime in seconds")
     parser.add_argument(
         "--token-profile", choices=TOKEN_PROFILES, default="id_token", help="default token profile"
     )
