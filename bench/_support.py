@@ -84,7 +84,6 @@ class ChildProcess:
 
     process: subprocess.Popen[str]
     first_line: str
-    lines: queue.Queue[str | None] = field(repr=False)
 
     @property
     def pid(self) -> int:
@@ -110,7 +109,10 @@ def spawn(
     env: dict[str, str] | None = None,
     startup_timeout: float = 30.0,
 ) -> Iterator[ChildProcess]:
-    """Run `argv` with stdin/stdout pipes; yield once a stdout line satisfies `announces`.
+    """Run `argv` with its stdio piped; yield once a stdout line satisfies `announces`.
+
+    Its output keeps being drained (so it never blocks on a full pipe); its stderr is shown only
+    if it exits before it is ready.
 
     Closing the child's stdin is the polite stop signal (children here exit on EOF); then it
     is terminated, and killed if it does not go within a few seconds.
@@ -125,7 +127,6 @@ def spawn(
         cwd=REPO_DIR,
     )
     lines: queue.Queue[str | None] = queue.Queue()
-    # Its log goes nowhere unless it fails to start: then its last lines explain why.
     log: deque[str] = deque(maxlen=30)
     threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
     threading.Thread(target=_collect, args=(process.stderr, log), daemon=True).start()
@@ -144,7 +145,7 @@ def spawn(
                 raise RuntimeError(f"{argv[1:]} exited with {status} before it was ready:\n" + "\n".join(log))
             if announces(line):
                 break
-        yield ChildProcess(process=process, first_line=line, lines=lines)
+        yield ChildProcess(process=process, first_line=line)
     finally:
         _stop(process)
 
