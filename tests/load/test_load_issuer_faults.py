@@ -204,7 +204,7 @@ async def test_5xx_bursts_during_a_busy_run_give_right_answers_or_mapped_errors_
             finally:
                 done.set()
 
-        with anyio.fail_after(60):
+        with send, receive, anyio.fail_after(60):
             async with anyio.create_task_group() as group:
                 group.start_soon(conductor)
                 for offset in range(8):

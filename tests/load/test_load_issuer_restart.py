@@ -142,7 +142,7 @@ async def test_issuer_restart_with_the_same_db_keeps_state_and_maps_in_flight_fa
             finally:
                 done.set()
 
-        with anyio.fail_after(60):
+        with send, receive, anyio.fail_after(60):
             async with anyio.create_task_group() as group:
                 group.start_soon(restarter)
                 for offset in range(6):

@@ -69,7 +69,7 @@ async def test_rotating_keys_during_a_busy_run_fails_no_valid_call(fault_stack: 
             finally:
                 done.set()
 
-        with anyio.fail_after(60):
+        with send, receive, anyio.fail_after(60):
             async with anyio.create_task_group() as group:
                 group.start_soon(rotator)
                 for offset in range(8):
