@@ -5,11 +5,13 @@
 """
 
 from fake_mcp_server.app import create_app
+from fake_mcp_server.bearer import BearerAuthMiddleware
 from fake_mcp_server.errors import SigningKeysUnavailable, TokenRejected
 from fake_mcp_server.settings import ServerSettings, VerifierSettings
 from fake_mcp_server.verifier import JWKSTokenVerifier
 
 __all__ = [
+    "BearerAuthMiddleware",
     "JWKSTokenVerifier",
     "ServerSettings",
     "SigningKeysUnavailable",

@@ -37,6 +37,10 @@ class BearerAuthMiddleware:
         self._resource_metadata_url = resource_metadata_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            # MCP does not use WebSockets here; never let one past unauthenticated.
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return

@@ -15,20 +15,16 @@ from harness.cli import main
 
 @pytest.fixture
 def cli_server(jwks_host: JWKSHost) -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harness", "server", "--issuer", jwks_host.url, "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        first_line = process.stdout.readline()  # printed once the socket listens
-        assert first_line.startswith("mcp server: "), process.stderr.read() if process.stderr else ""
-        yield first_line.removeprefix("mcp server: ").strip()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    command = [sys.executable, "-m", "harness", "server", "--issuer", jwks_host.url, "--port", "0"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            first_line = process.stdout.readline()  # printed once the socket listens
+            assert first_line.startswith("mcp server: "), process.stderr.read()
+            yield first_line.removeprefix("mcp server: ").strip()
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def test_cli_server_verifies_tokens_from_the_issuer(cli_server: str, jwks_host: JWKSHost, keys: Keys) -> None:

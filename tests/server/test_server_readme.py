@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ import pytest
 from conftest import JWKSHost, Keys, mint
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from harness.servers import bind_loopback, serve_in_thread, socket_url
 
@@ -41,12 +45,24 @@ def _pointed_at(snippet: str, issuer: str, resource: str) -> str:
     return rewritten
 
 
+def _closing_verifier(app: Starlette, verifier: Any) -> Starlette:
+    """`app` as is, plus `verifier.aclose()` at shutdown, in the server's own event loop."""
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with app.router.lifespan_context(app):
+            yield
+        await verifier.aclose()
+
+    return Starlette(routes=[Mount("/", app=app)], lifespan=lifespan)
+
+
 async def test_readme_snippet_serves_the_verified_user(jwks_host: JWKSHost, keys: Keys) -> None:
     sock = bind_loopback()
     resource = socket_url(sock) + "/mcp"
     namespace: dict[str, Any] = {"__name__": "readme_snippet"}
     exec(compile(_pointed_at(_snippet(), jwks_host.url, resource), "README.md", "exec"), namespace)
-    with serve_in_thread(namespace["app"], sock):
+    with serve_in_thread(_closing_verifier(namespace["app"], namespace["verifier"]), sock):
         async with httpx2.AsyncClient() as anonymous:
             refused = await anonymous.post(resource, json={})
         assert refused.status_code == 401
