@@ -5,9 +5,10 @@ Refresh rules, in one place:
   (clamped to [min_jwks_refresh_interval, max_jwks_max_age]);
 - once expired, a token whose key is still in the set is checked with it at once while one
   refresh runs in the background (stale-while-revalidate);
-- an unknown `kid` waits for one refresh; if that refresh does not bring the kid, or any fetch
-  fails, nothing is fetched again for `min_jwks_refresh_interval` (a flood of made-up kids cannot
-  make us hammer the issuer, a real rotation is picked up at once);
+- an unknown `kid` waits for one refresh started after the token arrived (and for the one in
+  flight, if any, which may predate the kid's publication); if that refresh does not bring the
+  kid, or any fetch fails, nothing is fetched again for `min_jwks_refresh_interval` (a flood of
+  made-up kids cannot make us hammer the issuer, a real rotation is picked up at once);
 - at most one fetch is in flight (single flight); everyone who needs it waits on that one;
 - when a fetch fails the cached keys keep serving for up to `jwks_stale_if_error` past expiry.
 """
@@ -176,12 +177,23 @@ class JWKSCache:
         if key is not None:
             return key
         assert kid is not None  # a kid-less token either resolves or raises in find()
+        started_before_we_arrived = self._in_flight
+        if started_before_we_arrived is not None:
+            # It may have left before the issuer published this kid: see what it brings, then
+            # (below) allow one refresh of our own unless the back-off is on.
+            await asyncio.shield(started_before_we_arrived)
+            key = self._find(kid, alg)
+            if key is not None:
+                return key
         await self._wait_for_refresh(wanted_kid=kid)
-        keys = self._keys
-        key = keys.find(kid, alg) if keys is not None else None
+        key = self._find(kid, alg)
         if key is None:
             raise TokenRejected("unknown signing key")
         return key
+
+    def _find(self, kid: str, alg: str) -> PyJWK | None:
+        keys = self._keys
+        return keys.find(kid, alg) if keys is not None else None
 
     def _too_stale(self, keys: _KeySet) -> bool:
         """Past even the stale-if-error allowance: such keys are never used."""

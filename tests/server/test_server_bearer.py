@@ -7,9 +7,9 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from conftest import JWKSHost, Keys, mint
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from server_support import JWKSHost, Keys, mint
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from conftest import JWKSHost, Keys, RunningServer, SigningKey, hosted_jwks, mint, running_server
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from server_support import JWKSHost, Keys, RunningServer, SigningKey, hosted_jwks, mint, running_server
 
 _INITIALIZE = {
     "jsonrpc": "2.0",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import JWKSHost, Keys, mint
+from server_support import JWKSHost, Keys, mint
 
 from harness.cli import main
 

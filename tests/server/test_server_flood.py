@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 import pytest
-from conftest import JWKSHost, Keys, RunningServer, mint
+from server_support import JWKSHost, Keys, RunningServer, mint
 
 pytestmark = pytest.mark.anyio
 

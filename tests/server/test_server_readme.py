@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx2
 import pytest
-from conftest import JWKSHost, Keys, mint
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
+from server_support import JWKSHost, Keys, mint
 from starlette.applications import Starlette
 from starlette.routing import Mount
 

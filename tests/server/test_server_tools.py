@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
-from conftest import Keys, RunningServer, mint
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
+from server_support import Keys, RunningServer, mint
 
 pytestmark = pytest.mark.anyio
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import JWKSHost, Keys, SigningKey, mint
 from cryptography.hazmat.primitives.asymmetric import rsa
+from server_support import JWKSHost, Keys, SigningKey, mint
 
 from fake_mcp_server import JWKSTokenVerifier, SigningKeysUnavailable, TokenRejected, VerifierSettings
 from fake_mcp_server.jwks import JWKSCache
