@@ -31,7 +31,7 @@ def create_app(settings: ServerSettings) -> Starlette:
     `app.state.verifier` is the `JWKSTokenVerifier` in use; it is closed when the app shuts down.
     """
     verifier = JWKSTokenVerifier(settings.verifier_settings())
-    server = MCPServer(settings.server_name, instructions=_INSTRUCTIONS)
+    server = MCPServer(settings.server_name, instructions=_INSTRUCTIONS, log_level=settings.log_level)
     register_tools(server, NoteBook(settings.max_notes_per_user, settings.max_note_chars))
 
     resource = urlsplit(settings.resource_url)

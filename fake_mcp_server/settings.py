@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 __all__ = ["ALGORITHM_KEY_TYPES", "DEFAULT_ALGORITHMS", "ServerSettings", "VerifierSettings"]
@@ -122,6 +123,9 @@ class ServerSettings:
     server_name: str = "mcp-idfwd-server"
     max_notes_per_user: int = 100
     max_note_chars: int = 2000
+    # Handed to the SDK, which sets up root logging with it when nothing else has: at INFO it
+    # reports every session start on stderr, noise for a server embedded in tests and demos.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
 
     def __post_init__(self) -> None:
         _require_http_url("issuer_url", self.issuer_url)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Any
 
@@ -35,8 +34,6 @@ def _print_step(number: int, step: DemoStep) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with LocalStack(StackSettings(alg=args.alg)) as stack:
-        # The in-process servers log every request at INFO; the report below says it better.
-        logging.getLogger().setLevel(logging.WARNING)
         print("mcp-idfwd demo: identity forwarding, end to end", flush=True)
         print(f"  issuer      {stack.issuer_url}", flush=True)
         print(f"  MCP server  {stack.server_url}", flush=True)
