@@ -26,11 +26,10 @@ class MCPTokenError(Exception):
     """No identity could be obtained or forwarded, so the tool was not run (fail closed).
 
     Raised as such for issuer faults: transport errors, timeouts, 5xx after retries, bad
-    JSON or a malformed response. `retriable` says whether trying again later can help.
+    JSON or a malformed response; and for refusals with no class of their own (400
+    invalid_request, 404 unknown_user). `retriable` says whether trying again later can help:
+    a fault can pass, a 4xx refusal will not. Subclasses fix both as class attributes.
     """
-
-    user_message = "The identity service is unavailable right now. Please try again in a moment."
-    retriable = True
 
     def __init__(
         self, message: str, *, status_code: int | None = None, error_code: str | None = None
@@ -38,6 +37,16 @@ class MCPTokenError(Exception):
         super().__init__(message)
         self.status_code = status_code
         self.error_code = error_code
+
+    @property
+    def retriable(self) -> bool:
+        return self.status_code is None or not 400 <= self.status_code < 500
+
+    @property
+    def user_message(self) -> str:
+        if self.retriable:
+            return "The identity service is unavailable right now. Please try again in a moment."
+        return "Your account is not set up for this tool. Please contact your administrator."
 
 
 class MCPNoRefreshTokenError(MCPTokenError):

@@ -306,3 +306,16 @@ def test_any_answer_is_a_valid_token_or_a_named_error(status: int, body: object)
         assert isinstance(issued.expires_at, float) and math.isfinite(issued.expires_at)
 
     anyio.run(scenario)
+
+
+@pytest.mark.parametrize(("status", "retriable"), [(404, False), (400, False), (502, True), (None, True)])
+def test_plain_token_errors_are_retriable_only_for_faults(status: int | None, retriable: bool) -> None:
+    error = MCPTokenError("refused", status_code=status)
+    assert error.retriable is retriable
+    assert ("try again" in error.user_message) is retriable
+
+
+def test_subclasses_keep_their_own_verdict_whatever_the_status() -> None:
+    error = MCPIdentityRefreshError("revoked", status_code=401)
+    assert error.retriable is False
+    assert error.user_message == MCPIdentityRefreshError.user_message
