@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from fake_mcp_server import JWKSTokenVerifier, TokenRejected, VerifierSettings
+from fake_mcp_server import JWKSTokenVerifier, VerifierSettings
 from harness.servers import bind_loopback, serve_in_thread, socket_url
 
 AUDIENCE = "http://127.0.0.1:9/mcp"
@@ -80,13 +80,6 @@ def jwks() -> Iterator[HoldableJWKS]:
             holdable.released.set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TokenRejected,
-    reason="fake_mcp_server/jwks.py JWKSCache.key_for: a token whose kid was published after a JWKS"
-    " refresh already in flight started joins that refresh and is refused ('unknown signing key')"
-    " instead of fetching once more, although no refresh back-off applies",
-)
 @pytest.mark.anyio
 async def test_a_key_published_while_a_refresh_is_in_flight_is_still_accepted(jwks: HoldableJWKS) -> None:
     key_a, key_b = SigningKey.generate("key-a"), SigningKey.generate("key-b")
