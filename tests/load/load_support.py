@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -17,7 +17,6 @@ from client_runtime import (
     EnterpriseTokenSettings,
     IdentityMode,
     MCPProvider,
-    MCPTokenError,
     MCPToolRuntime,
     TokenBroker,
 )
@@ -105,24 +104,6 @@ async def call_tool(
     assert not result.is_error, f"{tool} as {user_id} failed: {result.content}"
     assert result.structured_content is not None
     return result.structured_content
-
-
-@dataclass
-class Outcomes:
-    """What a busy run saw: successes per phase, and every failure by exception type."""
-
-    successes: int = 0
-    failures: list[BaseException] = field(default_factory=list)
-    wrong_identity: list[tuple[str, str]] = field(default_factory=list)
-    progress: Callable[[], None] | None = None
-
-    def succeeded(self, asked_for: str, answered: str) -> None:
-        if asked_for != answered:
-            self.wrong_identity.append((asked_for, answered))
-        self.successes += 1
-
-    def mapped_failure(self, exc: MCPTokenError) -> None:
-        self.failures.append(exc)
 
 
 async def bounded(seconds: float, call: Callable[[], Any]) -> tuple[Any, float]:
