@@ -12,7 +12,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -180,6 +180,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _json(exc.status_code, {"error": code, "message": str(exc.detail)}, dict(exc.headers or {}))
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client hung up mid-request (a timeout, a truncated body): routine, nobody reads an answer.
+    _log.debug("client disconnected during %s %s", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     # Last line of defence: the client learns nothing, the log gets the exception type only.
     _log.error("unhandled %s in %s %s", type(exc).__name__, request.method, request.url.path)
@@ -215,6 +221,7 @@ def create_app(settings: IssuerSettings) -> Starlette:
         exception_handlers={
             IssuerError: _issuer_error,
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
             Exception: _server_error,
         },
         lifespan=lifespan,

@@ -249,3 +249,49 @@ def test_an_internal_fault_is_a_bare_json_500(caplog: pytest.LogCaptureFixture) 
         assert response.json()["message"] == "internal error"
     assert "ProgrammingError" in caplog.text
     assert SECRET not in caplog.text
+
+
+@pytest.mark.anyio
+async def test_a_client_hanging_up_mid_body_is_routine_not_a_server_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from fake_enterprise import IssuerSettings, create_app
+
+    app = create_app(IssuerSettings(issuer_url="http://127.0.0.1:9", secret=SECRET))
+    messages = iter(
+        [
+            {"type": "http.request", "body": b'{"tenant_id":', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return next(messages)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": ISSUE_PATH,
+        "raw_path": ISSUE_PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"100"),
+            (b"enterprise-api-secret-key", SECRET.encode()),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 9),
+    }
+    with caplog.at_level("DEBUG"):
+        await app(scope, receive, send)  # must not raise (uvicorn would log a traceback)
+    assert not [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")]
+    assert sent[0]["status"] != 500
