@@ -255,8 +255,6 @@ def test_an_internal_fault_is_a_bare_json_500(caplog: pytest.LogCaptureFixture) 
 async def test_a_client_hanging_up_mid_body_is_routine_not_a_server_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from fake_enterprise import IssuerSettings, create_app
-
     app = create_app(IssuerSettings(issuer_url="http://127.0.0.1:9", secret=SECRET))
     messages = iter(
         [
