@@ -7,17 +7,8 @@ import sys
 from typing import Any
 
 from fake_mcp_server import ServerSettings, create_app
+from harness.commands._arguments import loopback_host, port
 from harness.servers import bind_loopback, serve_forever, socket_url
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("must be between 0 and 65535 (0 picks a free one)")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -37,8 +28,10 @@ def register(subparsers: Any) -> None:
         help="the URL clients reach this server at, which tokens must name as their audience"
         " (default: http://HOST:PORT/mcp)",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=9100, help="port, 0 for a free one (default: 9100)")
+    parser.add_argument(
+        "--host", type=loopback_host, default="127.0.0.1", help="loopback address (default: 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=port, default=9100, help="port, 0 for a free one (default: 9100)")
     parser.set_defaults(run=run)
 
 
