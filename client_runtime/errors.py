@@ -108,6 +108,10 @@ class MCPToolInvocationError(Exception):
 
     user_message = "The tool's server could not be reached. Please try again later."
 
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
 
 class MCPProviderConfigError(ValueError):
     """A provider's stored or given configuration is invalid (bad URL, header name, ...)."""

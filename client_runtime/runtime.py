@@ -157,8 +157,10 @@ class MCPToolRuntime:
             result = await self._session_call(provider, identity, watch, action)
         except Exception as exc:
             if watch.status is None:
+                answered = f" (HTTP {watch.error_status})" if watch.error_status is not None else ""
                 raise MCPToolInvocationError(
-                    f"MCP call to provider {provider.provider_id!r} failed: {_describe(exc)}"
+                    f"MCP call to provider {provider.provider_id!r} failed{answered}: {_describe(exc)}",
+                    status_code=watch.error_status,
                 ) from exc
             self._reject(provider, identity, watch.status)
         if watch.status is not None:
@@ -246,14 +248,21 @@ class MCPToolRuntime:
 
 
 class _RejectionWatch:
-    """An httpx2 response hook remembering the first 401/403 the MCP server answered in a session."""
+    """An httpx2 response hook remembering the first 401/403 the MCP server answered in a session,
+    and the first other error status (a 503 while the server cannot fetch its keys, say), which the
+    SDK's exception does not carry."""
 
     def __init__(self) -> None:
         self.status: int | None = None
+        self.error_status: int | None = None
 
     async def __call__(self, response: httpx2.Response) -> None:
-        if self.status is None and response.status_code in (401, 403):
-            self.status = response.status_code
+        code = response.status_code
+        if code in (401, 403):
+            if self.status is None:
+                self.status = code
+        elif code >= 400 and self.error_status is None:
+            self.error_status = code
 
 
 def _describe(exc: BaseException) -> str:

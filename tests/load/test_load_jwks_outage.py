@@ -123,8 +123,9 @@ async def test_a_server_that_starts_during_the_outage_answers_a_mapped_error_the
             faulty.admin.set_faults(jwks_unavailable=True)
             # No keys at all: the server cannot verify anything and says so (503), which the
             # runtime maps; the token is not blamed (no MCPIdentityForwardingError).
-            with pytest.raises(MCPToolInvocationError):
+            with pytest.raises(MCPToolInvocationError, match=r"HTTP 503") as unavailable:
                 await call_tool(host.runtime, provider, "cold-start", "whoami")
+            assert unavailable.value.status_code == 503
 
             faulty.admin.clear_faults()
             for _ in range(MAX_CALLS):
