@@ -538,7 +538,8 @@ CASES: tuple[Case, ...] = (
 # --- running and judging ---------------------------------------------------------------------------
 
 
-def _initialize_body() -> dict[str, Any]:
+def initialize_request(client_name: str = "mcp-idfwd-conformance") -> dict[str, Any]:
+    """A JSON-RPC MCP `initialize` request, the first thing any client sends (what probes send)."""
     return {
         "jsonrpc": "2.0",
         "id": 1,
@@ -546,7 +547,7 @@ def _initialize_body() -> dict[str, Any]:
         "params": {
             "protocolVersion": LATEST_HANDSHAKE_VERSION,
             "capabilities": {},
-            "clientInfo": {"name": "mcp-idfwd-conformance", "version": "1"},
+            "clientInfo": {"name": client_name, "version": "1"},
         },
     }
 
@@ -563,7 +564,7 @@ def _send(http: httpx.Client, target: Target, request: Probe) -> _Observed:
     if request.authorization is not None:
         headers["Authorization"] = request.authorization
     # Streamed so an SSE answer to an accepted initialize need not be read to its end.
-    with http.stream("POST", target.server_url, json=_initialize_body(), headers=headers) as response:
+    with http.stream("POST", target.server_url, json=initialize_request(), headers=headers) as response:
         raw = response.headers.get("www-authenticate")
         session_id = response.headers.get("mcp-session-id")
         observed = _Observed(response.status_code, parse_challenge(raw), raw)

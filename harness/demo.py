@@ -17,7 +17,6 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp.types import CallToolResult, TextContent
-from mcp.types.version import LATEST_HANDSHAKE_VERSION
 
 from client_runtime import (
     EnterpriseTokenClient,
@@ -31,7 +30,7 @@ from client_runtime import (
     TokenBroker,
     TokenKey,
 )
-from harness.conformance import parse_challenge
+from harness.conformance import initialize_request, parse_challenge
 from harness.stack import LocalStack
 
 __all__ = ["DemoRow", "DemoStep", "render_step", "run_demo"]
@@ -233,16 +232,7 @@ async def _step_fail_closed(host: _Host) -> DemoStep:
 
 async def _server_verdict(server_url: str, token: str) -> tuple[int, str]:
     """Send an MCP initialize with `token`; the status and the server's challenge, summarised."""
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": LATEST_HANDSHAKE_VERSION,
-            "capabilities": {},
-            "clientInfo": {"name": "mcp-idfwd-demo", "version": "1"},
-        },
-    }
+    body = initialize_request("mcp-idfwd-demo")
     headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {token}"}
     async with (
         httpx.AsyncClient(timeout=10.0) as http,
