@@ -27,6 +27,7 @@ from load_support import provider_for
 
 from client_runtime import IssuedToken, MCPIdentityForwardingError, MCPToolRuntime, TokenBroker
 from fake_enterprise import SECRET_HEADER
+from harness.conformance import initialize_request
 from harness.stack import LocalStack
 
 TENANT = "fuzz-tenant"  # the fuzzed admin calls pick their own tenants; this one stays as set up
@@ -39,16 +40,7 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "fuzz", "version": "0"},
-    },
-}
+INITIALIZE = initialize_request("fuzz")
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 

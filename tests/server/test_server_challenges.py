@@ -19,16 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from server_support import JWKSHost, Keys, RunningServer, SigningKey, hosted_jwks, mint, running_server
 
-_INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "challenge-test", "version": "0"},
-    },
-}
+from harness.conformance import initialize_request
+
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 
 _MAX_TOKEN_BYTES = 4096  # below uvicorn's 16 KiB header limit, so our own limit is what answers
@@ -231,7 +223,9 @@ def ctx(keys: Keys, matrix: tuple[JWKSHost, RunningServer]) -> Ctx:
 def _post(server: RunningServer, authorization: list[str] | None) -> httpx.Response:
     headers = [("Accept", "application/json, text/event-stream"), ("Content-Type", "application/json")]
     headers += [("Authorization", value) for value in authorization or []]
-    return httpx.post(server.resource_url, headers=headers, json=_INITIALIZE, timeout=10)
+    return httpx.post(
+        server.resource_url, headers=headers, json=initialize_request("challenge-test"), timeout=10
+    )
 
 
 def challenge_params(response: httpx.Response) -> dict[str, str]:

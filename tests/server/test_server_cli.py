@@ -11,6 +11,7 @@ import pytest
 from server_support import JWKSHost, Keys, mint
 
 from harness.cli import main
+from harness.conformance import initialize_request
 
 
 @pytest.fixture
@@ -31,16 +32,7 @@ def test_cli_server_verifies_tokens_from_the_issuer(cli_server: str, jwks_host: 
     resource_url = cli_server
     assert resource_url.startswith("http://127.0.0.1:") and resource_url.endswith("/mcp")
     headers = {"Accept": "application/json, text/event-stream"}
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "0"},
-        },
-    }
+    body = initialize_request("server-cli-test")
     assert httpx.post(resource_url, headers=headers, json=body, timeout=10).status_code == 401
     token = mint(keys.rsa, issuer=jwks_host.url, audience=resource_url)
     accepted = httpx.post(

@@ -12,7 +12,10 @@ import httpx2
 import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.types.version import LATEST_HANDSHAKE_VERSION
 from server_support import Keys, RunningServer, mint
+
+from harness.conformance import initialize_request
 
 pytestmark = pytest.mark.anyio
 
@@ -89,7 +92,7 @@ def _rpc(
         "Authorization": f"Bearer {token}",
         "Accept": "application/json, text/event-stream",
         "Content-Type": "application/json",
-        "MCP-Protocol-Version": "2025-06-18",
+        "MCP-Protocol-Version": LATEST_HANDSHAKE_VERSION,
     }
     if session_id:
         headers["Mcp-Session-Id"] = session_id
@@ -101,16 +104,7 @@ def test_a_session_belongs_to_the_user_who_opened_it(server: RunningServer, keys
     opened = _rpc(
         server,
         alice,
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "0"},
-            },
-        },
+        initialize_request("server-tools-test"),
     )
     assert opened.status_code == 200
     session_id = opened.headers["mcp-session-id"]

@@ -9,23 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
+from mcp.types.version import LATEST_HANDSHAKE_VERSION
 
 from fake_enterprise import AdminClient, IssuerSettings
 from fake_enterprise import create_app as create_issuer_app
 from fake_mcp_server import ServerSettings, VerifierSettings, create_app
+from harness.conformance import initialize_request
 from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
 
 SECRET = "server-tests-secret"
-_INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "0"},
-    },
-}
+_INITIALIZE = initialize_request("server-with-issuer-test")
 
 
 @contextmanager
@@ -67,19 +60,12 @@ def _call(resource_url: str, token: str, body: dict[str, Any] = _INITIALIZE) -> 
 
 def _whoami(resource_url: str, token: str) -> dict[str, Any]:
     """whoami in a stateless exchange of its own: initialize, then the tool call on that session."""
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "0"},
-        },
-    }
-    opened = _call(resource_url, token, init)
+    opened = _call(resource_url, token)
     assert opened.status_code == 200, opened.text
-    session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-06-18"}
+    session = {
+        "Mcp-Session-Id": opened.headers["mcp-session-id"],
+        "MCP-Protocol-Version": LATEST_HANDSHAKE_VERSION,
+    }
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream", **session}
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
     reply = httpx.post(resource_url, headers=headers, json=call, timeout=10)
