@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import jwt
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import fake_enterprise
@@ -26,6 +27,11 @@ from harness.servers import ServedApp, bind_loopback, socket_url, start_in_threa
 
 TENANT = "acme"
 ISSUE_TOKEN_PATH = "/inner/api/mcp/issue-token"
+
+
+def sub_of(token: str) -> str:
+    """The `sub` claim of a token, read without checking its signature: the tests only ask whose it is."""
+    return str(jwt.decode(token, options={"verify_signature": False})["sub"])
 
 
 @dataclass

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import anyio
-import jwt
 import pytest
-from client_support import TENANT, Host, RequestLog, Stack, serve_issuer, serve_mcp_server
+from client_support import TENANT, Host, RequestLog, Stack, serve_issuer, serve_mcp_server, sub_of
 
 from client_runtime import (
     IdentityMode,
@@ -25,10 +24,6 @@ from client_runtime import (
 )
 
 pytestmark = pytest.mark.anyio
-
-
-def sub_of(token: str) -> str:
-    return str(jwt.decode(token, options={"verify_signature": False})["sub"])
 
 
 async def test_alice_and_bob_interleaved_and_concurrent_each_get_their_own_identity(

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import anyio
 import httpx2
-import jwt
 import pytest
-from client_support import TENANT, Host, Seen, Stack
+from client_support import TENANT, Host, Seen, Stack, sub_of
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -23,10 +22,6 @@ from client_runtime import (
 )
 
 pytestmark = pytest.mark.anyio
-
-
-def sub_of(token: str) -> str:
-    return str(jwt.decode(token, options={"verify_signature": False})["sub"])
 
 
 async def test_auth_puts_bearer_in_authorization_and_raw_token_in_a_custom_header() -> None:
