@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ TENANT = "acme"
 ISSUE_TOKEN_PATH = "/inner/api/mcp/issue-token"
 # A skew larger than any token's lifetime: no token is ever fresh, so every call asks the issuer.
 NEVER_CACHE_SKEW = 10**9
+_EVERY = object()
 
 
 def provider_for(server_url: str) -> MCPProvider:
@@ -112,3 +114,58 @@ async def bounded(seconds: float, call: Callable[[], Any]) -> tuple[Any, float]:
     with anyio.fail_after(seconds):
         result = await call()
     return result, time.monotonic() - start
+
+
+class BusyRun:
+    """Workers calling as each user in turn until a conductor, pacing itself on their reports, is done.
+
+    Each worker reports one outcome per call with `report`; the conductor waits on those with
+    `wait_for`, so a fault is switched on or off only after the run has really moved on.
+    """
+
+    def __init__(self, user_ids: Sequence[str]) -> None:
+        self._user_ids = list(user_ids)
+        self._send, self._receive = anyio.create_memory_object_stream[object](math.inf)
+
+    def report(self, outcome: object = None) -> None:
+        self._send.send_nowait(outcome)
+
+    async def wait_for(self, count: int, outcome: object = _EVERY) -> None:
+        """Return once `count` more outcomes (only those equal to `outcome`, if given) are reported."""
+        seen = 0
+        async for reported in self._receive:
+            seen += outcome is _EVERY or reported == outcome
+            if seen >= count:
+                return
+
+    async def run(
+        self,
+        conductor: Callable[[], Awaitable[None]],
+        call_as: Callable[[str], Awaitable[None]],
+        *,
+        workers: int,
+        stride: int,
+        seconds: float,
+    ) -> None:
+        """`workers` tasks, the n-th starting `n * stride` users in, call until `conductor` returns;
+        the whole run fails if it takes longer than `seconds`."""
+        done = anyio.Event()
+
+        async def conduct() -> None:
+            try:
+                await conductor()
+            finally:
+                done.set()
+
+        async def worker(offset: int) -> None:
+            turn = offset
+            while not done.is_set():
+                user_id = self._user_ids[turn % len(self._user_ids)]
+                turn += 1
+                await call_as(user_id)
+
+        with self._send, self._receive, anyio.fail_after(seconds):
+            async with anyio.create_task_group() as group:
+                group.start_soon(conduct)
+                for offset in range(workers):
+                    group.start_soon(worker, offset * stride)

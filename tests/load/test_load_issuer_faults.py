@@ -8,11 +8,9 @@ bounds derived from those settings (a hang fails them), not speed tests.
 
 from __future__ import annotations
 
-import math
-
 import anyio
 import pytest
-from load_support import Host, bounded, call_tool, create_users, open_host, provider_for
+from load_support import BusyRun, Host, bounded, call_tool, create_users, open_host, provider_for
 
 from client_runtime import (
     MCPIdentityRefreshError,
@@ -153,8 +151,7 @@ async def test_5xx_bursts_during_a_busy_run_give_right_answers_or_mapped_errors_
     bursts = 3
     wrong: list[tuple[str, str]] = []
     unexpected: list[BaseException] = []
-    send, receive = anyio.create_memory_object_stream[str](math.inf)
-    done = anyio.Event()
+    busy = BusyRun(user_ids)
 
     async with open_host(
         faulty.issuer_url,
@@ -168,47 +165,28 @@ async def test_5xx_bursts_during_a_busy_run_give_right_answers_or_mapped_errors_
         async def whoami(host: Host, user_id: str) -> str:
             return await whoami_as(host.runtime, faulty.server_url, user_id)
 
-        async def worker(offset: int) -> None:
-            turn = offset
-            while not done.is_set():
-                user_id = user_ids[turn % len(user_ids)]
-                turn += 1
-                try:
-                    subject, _ = await bounded(
-                        call_limit,
-                        lambda user_id=user_id: whoami_as(host.runtime, faulty.server_url, user_id),
-                    )
-                except MCPTokenError as exc:
-                    if type(exc) is not MCPTokenError or exc.status_code != 503:
-                        unexpected.append(exc)
-                    send.send_nowait("failure")
-                else:
-                    if subject != user_id:
-                        wrong.append((user_id, subject))
-                    send.send_nowait("success")
-
-        async def wait_for(kind: str, count: int) -> None:
-            seen = 0
-            async for outcome in receive:
-                seen += outcome == kind
-                if seen >= count:
-                    return
+        async def call_as(user_id: str) -> None:
+            try:
+                subject, _ = await bounded(
+                    call_limit, lambda: whoami_as(host.runtime, faulty.server_url, user_id)
+                )
+            except MCPTokenError as exc:
+                if type(exc) is not MCPTokenError or exc.status_code != 503:
+                    unexpected.append(exc)
+                busy.report("failure")
+            else:
+                if subject != user_id:
+                    wrong.append((user_id, subject))
+                busy.report("success")
 
         async def conductor() -> None:
-            try:
-                for _ in range(bursts):
-                    await anyio.to_thread.run_sync(lambda: faulty.admin.set_faults(issue_token_status=503))
-                    await wait_for("failure", 3)
-                    await anyio.to_thread.run_sync(faulty.admin.clear_faults)
-                    await wait_for("success", 10)
-            finally:
-                done.set()
+            for _ in range(bursts):
+                await anyio.to_thread.run_sync(lambda: faulty.admin.set_faults(issue_token_status=503))
+                await busy.wait_for(3, "failure")
+                await anyio.to_thread.run_sync(faulty.admin.clear_faults)
+                await busy.wait_for(10, "success")
 
-        with send, receive, anyio.fail_after(60):
-            async with anyio.create_task_group() as group:
-                group.start_soon(conductor)
-                for offset in range(8):
-                    group.start_soon(worker, offset * 3)
+        await busy.run(conductor, call_as, workers=8, stride=3, seconds=60)
 
     assert wrong == []
     assert unexpected == []

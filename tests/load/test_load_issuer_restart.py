@@ -7,7 +7,6 @@ succeed as the right user.
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 import anyio
 import jwt
 import pytest
-from load_support import TENANT, Host, bounded, call_tool, create_users, open_host, provider_for
+from load_support import TENANT, BusyRun, Host, bounded, call_tool, create_users, open_host, provider_for
 
 import fake_enterprise
 import fake_mcp_server
@@ -90,8 +89,7 @@ async def test_issuer_restart_with_the_same_db_keeps_state_and_maps_in_flight_fa
     answers: list[tuple[str, str]] = []
     mapped: list[MCPTokenError] = []
     unexpected: list[BaseException] = []
-    send, receive = anyio.create_memory_object_stream[bool](math.inf)
-    done = anyio.Event()
+    busy = BusyRun(user_ids)
     down_call: list[BaseException] = []
 
     async with (
@@ -104,49 +102,31 @@ async def test_issuer_restart_with_the_same_db_keeps_state_and_maps_in_flight_fa
         async def whoami(host: Host, user_id: str) -> str:
             return str((await call_tool(host.runtime, provider, user_id, "whoami"))["sub"])
 
-        async def worker(offset: int) -> None:
-            turn = offset
-            while not done.is_set():
-                user_id = user_ids[turn % len(user_ids)]
-                turn += 1
-                try:
-                    answered, _ = await bounded(30, lambda u=user_id: whoami(minting, u))
-                except MCPTokenError as exc:
-                    mapped.append(exc)
-                    send.send_nowait(False)
-                except Exception as exc:  # anything unmapped is a failure of the runtime
-                    unexpected.append(exc)
-                    send.send_nowait(False)
-                else:
-                    answers.append((user_id, answered))
-                    send.send_nowait(True)
-
-        async def successes(count: int) -> None:
-            seen = 0
-            async for succeeded in receive:
-                seen += succeeded
-                if seen >= count:
-                    return
+        async def call_as(user_id: str) -> None:
+            try:
+                answered, _ = await bounded(30, lambda: whoami(minting, user_id))
+            except MCPTokenError as exc:
+                mapped.append(exc)
+                busy.report(False)
+            except Exception as exc:  # anything unmapped is a failure of the runtime
+                unexpected.append(exc)
+                busy.report(False)
+            else:
+                answers.append((user_id, answered))
+                busy.report(True)
 
         async def restarter() -> None:
+            await busy.wait_for(CALLS_BEFORE_RESTART, True)
+            await anyio.to_thread.run_sync(deployment.stop_issuer)
+            # While the issuer is down a call that needs a token fails, mapped and retriable.
             try:
-                await successes(CALLS_BEFORE_RESTART)
-                await anyio.to_thread.run_sync(deployment.stop_issuer)
-                # While the issuer is down a call that needs a token fails, mapped and retriable.
-                try:
-                    await bounded(30, lambda: whoami(minting, user_ids[0]))
-                except Exception as exc:
-                    down_call.append(exc)
-                await anyio.to_thread.run_sync(deployment.start_issuer_again)
-                await successes(CALLS_AFTER_RESTART)
-            finally:
-                done.set()
+                await bounded(30, lambda: whoami(minting, user_ids[0]))
+            except Exception as exc:
+                down_call.append(exc)
+            await anyio.to_thread.run_sync(deployment.start_issuer_again)
+            await busy.wait_for(CALLS_AFTER_RESTART, True)
 
-        with send, receive, anyio.fail_after(60):
-            async with anyio.create_task_group() as group:
-                group.start_soon(restarter)
-                for offset in range(6):
-                    group.start_soon(worker, offset * 2)
+        await busy.run(restarter, call_as, workers=6, stride=2, seconds=60)
 
         held_again = await call_tool(caching.runtime, provider, "held", "whoami")
         held_token = caching.broker.cached(TokenKey(TENANT, "held", "account", server_url))

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import anyio
 import jwt
 import pytest
-from load_support import TENANT, Host, bounded, call_tool, create_users, open_host, provider_for
+from load_support import TENANT, BusyRun, Host, bounded, call_tool, create_users, open_host, provider_for
 
 from client_runtime import TokenKey
 from harness.stack import LocalStack
@@ -25,8 +23,7 @@ async def test_rotating_keys_during_a_busy_run_fails_no_valid_call(fault_stack: 
     provider = provider_for(stack.server_url)
     answers: list[tuple[str, str]] = []
     failures: list[BaseException] = []
-    send, receive = anyio.create_memory_object_stream[None](math.inf)
-    done = anyio.Event()
+    busy = BusyRun(user_ids)
     kids: list[str] = [stack.admin.jwks()["keys"][0]["kid"]]
 
     async with (
@@ -37,43 +34,25 @@ async def test_rotating_keys_during_a_busy_run_fails_no_valid_call(fault_stack: 
         first = await call_tool(caching.runtime, provider, "long-lived", "whoami")
         assert first["sub"] == "long-lived"
 
-        async def worker(offset: int) -> None:
-            turn = offset
-            while not done.is_set():
-                user_id = user_ids[turn % len(user_ids)]
-                turn += 1
-                try:
-                    answer, _ = await bounded(30, lambda u=user_id: whoami(minting, u))
-                except Exception as exc:  # every failure counts against the run
-                    failures.append(exc)
-                else:
-                    answers.append((user_id, str(answer["sub"])))
-                send.send_nowait(None)
+        async def call_as(user_id: str) -> None:
+            try:
+                answer, _ = await bounded(30, lambda: whoami(minting, user_id))
+            except Exception as exc:  # every failure counts against the run
+                failures.append(exc)
+            else:
+                answers.append((user_id, str(answer["sub"])))
+            busy.report()
 
         async def whoami(host: Host, user_id: str) -> dict[str, object]:
             return await call_tool(host.runtime, provider, user_id, "whoami")
 
-        async def calls(count: int) -> None:
-            seen = 0
-            async for _ in receive:
-                seen += 1
-                if seen >= count:
-                    return
-
         async def rotator() -> None:
-            try:
-                await calls(CALLS_BETWEEN_ROTATIONS)
-                for alg in ROTATIONS:
-                    kids.append(await anyio.to_thread.run_sync(lambda alg=alg: stack.admin.rotate_keys(alg)))
-                    await calls(CALLS_BETWEEN_ROTATIONS)
-            finally:
-                done.set()
+            await busy.wait_for(CALLS_BETWEEN_ROTATIONS)
+            for alg in ROTATIONS:
+                kids.append(await anyio.to_thread.run_sync(lambda alg=alg: stack.admin.rotate_keys(alg)))
+                await busy.wait_for(CALLS_BETWEEN_ROTATIONS)
 
-        with send, receive, anyio.fail_after(60):
-            async with anyio.create_task_group() as group:
-                group.start_soon(rotator)
-                for offset in range(8):
-                    group.start_soon(worker, offset * 2)
+        await busy.run(rotator, call_as, workers=8, stride=2, seconds=60)
 
         again = await call_tool(caching.runtime, provider, "long-lived", "whoami")
         held = caching.broker.cached(TokenKey(TENANT, "long-lived", "account", stack.server_url))
