@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,11 +95,12 @@ def start_in_thread(
     server = _Server(_config(app, log_level))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    deadline = time.monotonic() + startup_timeout
+    # Wake now and then only to notice a thread that died before it could report ready.
     while not server.ready.wait(0.05):
         if not thread.is_alive():
             raise RuntimeError("server failed to start (see the log above)")
-        startup_timeout -= 0.05
-        if startup_timeout <= 0:
+        if time.monotonic() >= deadline:
             server.should_exit = True
             raise TimeoutError("server did not finish starting in time")
     return ServedApp(url=socket_url(sock), server=server, thread=thread)
