@@ -1,4 +1,4 @@
-"""The embedded SQLite database the provider and credential stores share."""
+"""The embedded SQLite database the provider and credential stores share, and its table versions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,20 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Database"]
+__all__ = ["Database", "LegacyRecordsError", "SchemaVersionError"]
+
+_VERSIONS = (
+    "CREATE TABLE IF NOT EXISTS client_runtime_schema (name TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+)
+
+
+class SchemaVersionError(RuntimeError):
+    """A table was written by a client_runtime whose row format this one does not read."""
+
+
+class LegacyRecordsError(SchemaVersionError):
+    """A table holds rows sealed by an older client_runtime, whose seal left fields such as
+    `server_url` unauthenticated. They are refused until `reseal_legacy_rows` upgrades them."""
 
 
 class Database:
@@ -38,3 +51,50 @@ class Database:
     def close(self) -> None:
         with self._lock:
             self._connection.close()
+
+
+def table_version(conn: sqlite3.Connection, table: str) -> int | None:
+    """The row format `table` is stored in: None if the table does not exist yet.
+
+    A table that exists with no recorded version was written before versions were recorded (1).
+    """
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+    if found.fetchone() is None:
+        return None
+    conn.execute(_VERSIONS)
+    row = conn.execute("SELECT version FROM client_runtime_schema WHERE name = ?", (table,)).fetchone()
+    return 1 if row is None else int(row[0])
+
+
+def set_table_version(conn: sqlite3.Connection, table: str, version: int) -> None:
+    conn.execute(_VERSIONS)
+    conn.execute(
+        "INSERT INTO client_runtime_schema VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET version = excluded.version",
+        (table, version),
+    )
+
+
+def require_table_version(conn: sqlite3.Connection, table: str, version: int) -> bool:
+    """Check `table` is at `version`; False if it is older but empty (the caller upgrades it in place).
+
+    Older rows with data raise `LegacyRecordsError` (their seals are weaker; an operator decides),
+    a newer format raises `SchemaVersionError`.
+    """
+    found = table_version(conn, table)
+    if found == version:
+        return True
+    if found is not None and found > version:
+        raise SchemaVersionError(
+            f"table {table} is in row format v{found}, written by a newer client_runtime"
+            f" (this one reads v{version})"
+        )
+    # `table` is a store's own constant name, never input.
+    count = 0 if found is None else conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+    if count:
+        raise LegacyRecordsError(
+            f"table {table} holds {count} row(s) sealed by an older client_runtime (format v{found}), whose"
+            " seal does not cover server_url and the other stored fields; check those rows, then call"
+            " client_runtime.reseal_legacy_rows(database, cipher) once"
+        )
+    return False
