@@ -19,6 +19,7 @@ from client_runtime.errors import (
     MCPNoRefreshTokenError,
     MCPTokenError,
 )
+from client_runtime.urls import ALLOW_INSECURE_HTTP, needs_insecure_http
 
 __all__ = ["EnterpriseTokenClient", "EnterpriseTokenSettings", "IssuedToken"]
 
@@ -34,7 +35,8 @@ class EnterpriseTokenSettings:
     """Where the issuer is and how to talk to it.
 
     `retries` extra attempts are made for transport errors and 5xx only, waiting
-    `backoff * 2**attempt` seconds between them.
+    `backoff * 2**attempt` seconds between them. `issuer_url` must be https unless its host is
+    loopback or `allow_insecure_http` is set: the inner API secret and users' tokens travel on it.
     """
 
     issuer_url: str
@@ -43,11 +45,18 @@ class EnterpriseTokenSettings:
     timeout: float = 5.0
     retries: int = 2
     backoff: float = 0.2
+    allow_insecure_http: bool = False
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.issuer_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise MCPIssuerConfigError("issuer_url must be an absolute http(s) URL")
+        if needs_insecure_http(self.issuer_url) and not self.allow_insecure_http:
+            raise MCPIssuerConfigError(
+                f"issuer_url {self.issuer_url!r:.200} is plain http to a host off loopback, so the inner"
+                f" API secret and users' tokens would travel in clear text; use https, or set"
+                f" {ALLOW_INSECURE_HTTP}=True"
+            )
         if not self.inner_api_secret:
             raise MCPIssuerConfigError("inner_api_secret is empty")
         if self.timeout <= 0 or self.retries < 0 or self.backoff < 0:
