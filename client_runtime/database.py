@@ -27,11 +27,19 @@ class LegacyRecordsError(SchemaVersionError):
 class Database:
     """One SQLite connection (a file, or ":memory:"), serialised by a lock so threads may share it.
 
+    A file it creates is mode 0600, and so are the journal, WAL and SHM files SQLite makes beside
+    it. An existing file keeps its mode.
+
     Store operations are single small statements, so they run inline rather than on a worker thread.
     """
 
     def __init__(self, path: str | os.PathLike[str] = ":memory:") -> None:
-        self._connection = sqlite3.connect(os.fspath(path), check_same_thread=False, isolation_level=None)
+        name = os.fspath(path)
+        if name not in ("", ":memory:"):
+            # SQLite creates the file with the umask's mode (often 0644) and gives its journal, WAL
+            # and SHM files the main file's mode; creating it 0600 first keeps all of them private.
+            os.close(os.open(name, os.O_RDWR | os.O_CREAT, 0o600))
+        self._connection = sqlite3.connect(name, check_same_thread=False, isolation_level=None)
         self._connection.row_factory = sqlite3.Row
         self._connection.execute("PRAGMA foreign_keys = ON")
         self._lock = threading.Lock()

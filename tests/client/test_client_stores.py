@@ -6,6 +6,7 @@ import base64
 import os
 import sqlite3
 import stat
+from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
 
@@ -352,3 +353,39 @@ def test_no_key_source_is_an_error() -> None:
 
 def test_cipher_repr_hides_the_key() -> None:
     assert KEY.hex() not in repr(DataCipher(KEY)) and str(KEY) not in repr(DataCipher(KEY))
+
+
+# --- file modes -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which SQLite on its own creates a world-readable file."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_database_files_with_wal_and_shm_are_created_0600(tmp_path: Path, umask_022: None) -> None:
+    path = tmp_path / "client.sqlite3"
+    database = Database(path)
+    ProviderStore(database, DataCipher(KEY)).create(provider(static_headers={"X-Key": API_KEY}))
+    database.close()
+    # A host may run the file in WAL mode (it persists in the file); the side files must be private too.
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
+    database = Database(path)
+    EndUserCredentialStore(database, DataCipher(KEY)).create(
+        "t1", "eu-1", "notes", {"api_key": API_KEY}, server_url=URL
+    )
+    files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+    assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
+    database.close()
+
+
+def test_key_file_is_created_0600_under_a_permissive_umask(tmp_path: Path, umask_022: None) -> None:
+    path = tmp_path / "data.key"
+    load_data_key(key_file=path, environ={})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
