@@ -51,6 +51,13 @@ class EnterpriseTokenSettings:
         parts = urlsplit(self.issuer_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise MCPIssuerConfigError("issuer_url must be an absolute http(s) URL")
+        # The URL is shown in reprs and errors, so it must hold nothing secret; the inner API
+        # secret has its own field. A query or fragment would also end up before the API path.
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise MCPIssuerConfigError(
+                "issuer_url must be a base URL without credentials, query or fragment;"
+                " pass the secret as inner_api_secret"
+            )
         if needs_insecure_http(self.issuer_url) and not self.allow_insecure_http:
             raise MCPIssuerConfigError(
                 f"issuer_url {self.issuer_url!r:.200} is plain http to a host off loopback, so the inner"
@@ -181,8 +188,14 @@ class EnterpriseTokenClient:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
+                # Never follow a redirect, even on a shared client that does: httpx would resend
+                # the secret header to wherever the Location points.
                 response = await self._http.post(
-                    self._url, json=body, headers=headers, timeout=self.settings.timeout
+                    self._url,
+                    json=body,
+                    headers=headers,
+                    timeout=self.settings.timeout,
+                    follow_redirects=False,
                 )
             except httpx.TransportError as exc:
                 if last:
