@@ -8,8 +8,15 @@ from client_runtime.credentials import (
     EndUserCredential,
     EndUserCredentialStore,
 )
-from client_runtime.crypto import DATA_KEY_ENV, DataCipher, DataKeyError, DecryptionError, load_data_key
-from client_runtime.database import Database
+from client_runtime.crypto import (
+    DATA_KEY_ENV,
+    DataCipher,
+    DataKeyError,
+    DecryptionError,
+    TamperedRecordError,
+    load_data_key,
+)
+from client_runtime.database import Database, LegacyRecordsError, SchemaVersionError
 from client_runtime.errors import (
     MCPCredentialRequiredError,
     MCPIdentityForwardingError,
@@ -23,6 +30,7 @@ from client_runtime.errors import (
     UnknownIdentityModeError,
 )
 from client_runtime.issuer_client import EnterpriseTokenClient, EnterpriseTokenSettings, IssuedToken
+from client_runtime.legacy import reseal_legacy_rows
 from client_runtime.modes import IdentityMode
 from client_runtime.providers import MCPProvider, ProviderNotFoundError, ProviderStore
 from client_runtime.runtime import MCPToolRuntime
@@ -42,6 +50,7 @@ __all__ = [
     "ForwardedIdentityAuth",
     "IdentityMode",
     "IssuedToken",
+    "LegacyRecordsError",
     "MCPCredentialRequiredError",
     "MCPIdentityForwardingError",
     "MCPIdentityRefreshError",
@@ -55,8 +64,11 @@ __all__ = [
     "MCPToolRuntime",
     "ProviderNotFoundError",
     "ProviderStore",
+    "SchemaVersionError",
+    "TamperedRecordError",
     "TokenBroker",
     "TokenKey",
     "UnknownIdentityModeError",
     "load_data_key",
+    "reseal_legacy_rows",
 ]

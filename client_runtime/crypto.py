@@ -18,7 +18,14 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["DATA_KEY_ENV", "DataCipher", "DataKeyError", "DecryptionError", "load_data_key"]
+__all__ = [
+    "DATA_KEY_ENV",
+    "DataCipher",
+    "DataKeyError",
+    "DecryptionError",
+    "TamperedRecordError",
+    "load_data_key",
+]
 
 DATA_KEY_ENV = "MCP_IDFWD_DATA_KEY"
 _KEY_BYTES = 32
@@ -32,6 +39,11 @@ class DataKeyError(ValueError):
 
 class DecryptionError(ValueError):
     """A stored ciphertext does not decrypt under this key for this row (wrong key or tampered)."""
+
+
+class TamperedRecordError(DecryptionError):
+    """A stored row does not match its seal: a field was changed outside client_runtime, the row
+    was moved, or the data key is wrong. The row is never used."""
 
 
 def _decode_key(text: str) -> bytes:

@@ -80,7 +80,8 @@ class MCPMissingUserError(MCPTokenError):
 class MCPCredentialRequiredError(MCPTokenError):
     """`end_user_credential` mode and the user has no usable credential for this provider.
 
-    `reason` is "missing" or "expired".
+    `reason` is "missing", "expired", or "server_changed" (the provider's `server_url` is no
+    longer the one the credential was connected for, so it is not sent there).
     """
 
     user_message = "Connect your account for this tool to continue."

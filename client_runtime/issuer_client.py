@@ -19,6 +19,7 @@ from client_runtime.errors import (
     MCPNoRefreshTokenError,
     MCPTokenError,
 )
+from client_runtime.urls import ALLOW_INSECURE_HTTP, needs_insecure_http
 
 __all__ = ["EnterpriseTokenClient", "EnterpriseTokenSettings", "IssuedToken"]
 
@@ -34,7 +35,8 @@ class EnterpriseTokenSettings:
     """Where the issuer is and how to talk to it.
 
     `retries` extra attempts are made for transport errors and 5xx only, waiting
-    `backoff * 2**attempt` seconds between them.
+    `backoff * 2**attempt` seconds between them. `issuer_url` must be https unless its host is
+    loopback or `allow_insecure_http` is set: the inner API secret and users' tokens travel on it.
     """
 
     issuer_url: str
@@ -43,11 +45,25 @@ class EnterpriseTokenSettings:
     timeout: float = 5.0
     retries: int = 2
     backoff: float = 0.2
+    allow_insecure_http: bool = False
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.issuer_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise MCPIssuerConfigError("issuer_url must be an absolute http(s) URL")
+        # The URL is shown in reprs and errors, so it must hold nothing secret; the inner API
+        # secret has its own field. A query or fragment would also end up before the API path.
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise MCPIssuerConfigError(
+                "issuer_url must be a base URL without credentials, query or fragment;"
+                " pass the secret as inner_api_secret"
+            )
+        if needs_insecure_http(self.issuer_url) and not self.allow_insecure_http:
+            raise MCPIssuerConfigError(
+                f"issuer_url {self.issuer_url!r:.200} is plain http to a host off loopback, so the inner"
+                f" API secret and users' tokens would travel in clear text; use https, or set"
+                f" {ALLOW_INSECURE_HTTP}=True"
+            )
         if not self.inner_api_secret:
             raise MCPIssuerConfigError("inner_api_secret is empty")
         if self.timeout <= 0 or self.retries < 0 or self.backoff < 0:
@@ -172,8 +188,14 @@ class EnterpriseTokenClient:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
+                # Never follow a redirect, even on a shared client that does: httpx would resend
+                # the secret header to wherever the Location points.
                 response = await self._http.post(
-                    self._url, json=body, headers=headers, timeout=self.settings.timeout
+                    self._url,
+                    json=body,
+                    headers=headers,
+                    timeout=self.settings.timeout,
+                    follow_redirects=False,
                 )
             except httpx.TransportError as exc:
                 if last:

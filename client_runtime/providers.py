@@ -5,16 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from client_runtime.crypto import DataCipher
-from client_runtime.database import Database
+from client_runtime.crypto import DataCipher, DecryptionError, TamperedRecordError
+from client_runtime.database import Database, require_table_version, set_table_version
 from client_runtime.errors import MCPProviderConfigError
 from client_runtime.modes import IdentityMode
+from client_runtime.urls import ALLOW_INSECURE_HTTP, needs_insecure_http
 
 __all__ = ["MCPProvider", "ProviderNotFoundError", "ProviderStore"]
 
@@ -30,12 +32,17 @@ def _check_header(name: str, value: str | None = None) -> None:
         raise MCPProviderConfigError(f"header {name} has a value that is not a single-line string")
 
 
-def _check_server_url(url: str) -> None:
+def _check_server_url(url: str, *, allow_insecure_http: bool) -> None:
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise MCPProviderConfigError(f"server_url must be an absolute http(s) URL, got {url!r:.200}")
     if parts.username or parts.password:
         raise MCPProviderConfigError("server_url must not carry credentials; use static_headers")
+    if needs_insecure_http(url) and not allow_insecure_http:
+        raise MCPProviderConfigError(
+            f"server_url {url!r:.200} is plain http to a host off loopback, so headers and tokens would"
+            f" travel in clear text; use https, or set {ALLOW_INSECURE_HTTP}=True on the provider"
+        )
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class MCPProvider:
     Authorization), or raw in a custom header such as `X-Dify-SSO-Token`, which leaves a
     static `Authorization` in place. With `enterprise_enabled` false the deployment cannot
     forward identities, so a stored non-`off` mode acts as `off` and the issuer is never called.
+    `server_url` must be https unless its host is loopback or `allow_insecure_http` is set.
     """
 
     provider_id: str
@@ -57,13 +65,16 @@ class MCPProvider:
     static_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     token_header: str = AUTHORIZATION
     enterprise_enabled: bool = True
+    allow_insecure_http: bool = False
 
     def __post_init__(self) -> None:
         for label in ("provider_id", "tenant_id"):
             value = getattr(self, label)
             if not isinstance(value, str) or not value:
                 raise MCPProviderConfigError(f"{label} must be a non-empty string")
-        _check_server_url(self.server_url)
+        if not isinstance(self.allow_insecure_http, bool):
+            raise MCPProviderConfigError(f"{ALLOW_INSECURE_HTTP} must be a bool")
+        _check_server_url(self.server_url, allow_insecure_http=self.allow_insecure_http)
         object.__setattr__(self, "identity_mode", IdentityMode.parse(self.identity_mode))
         _check_header(self.token_header)
         if not isinstance(self.static_headers, Mapping):
@@ -88,8 +99,25 @@ class ProviderNotFoundError(LookupError):
     """No provider with that id in that tenant."""
 
 
+_TABLE = "mcp_providers"
+# v1 sealed the static headers to (tenant, provider id) only, so server_url could be edited in the
+# file and a stored API key went wherever it pointed. v2 seals every field that decides where and how.
+_VERSION = 2
+_COLUMNS = (
+    "tenant_id",
+    "provider_id",
+    "name",
+    "server_url",
+    "identity_mode",
+    "encrypted_static_headers",
+    "token_header",
+    "enterprise_enabled",
+    "created_at",
+    "updated_at",
+    "allow_insecure_http",
+)
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS mcp_providers (
+CREATE TABLE mcp_providers (
     tenant_id TEXT NOT NULL,
     provider_id TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -100,45 +128,126 @@ CREATE TABLE IF NOT EXISTS mcp_providers (
     enterprise_enabled INTEGER NOT NULL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
+    allow_insecure_http INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, provider_id)
 )
 """
+_INSERT = (
+    "INSERT INTO mcp_providers (tenant_id, provider_id, name, server_url, identity_mode,"
+    " encrypted_static_headers, token_header, enterprise_enabled, created_at, updated_at,"
+    " allow_insecure_http) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _aad(row: Mapping[str, object]) -> bytes:
+    """The associated data of a row's sealed headers: every stored field but the timestamps."""
+    return json.dumps(
+        [
+            _TABLE,
+            _VERSION,
+            str(row["tenant_id"]),
+            str(row["provider_id"]),
+            str(row["name"]),
+            str(row["server_url"]),
+            str(row["identity_mode"]),
+            str(row["token_header"]),
+            bool(row["enterprise_enabled"]),
+            bool(row["allow_insecure_http"]),
+        ]
+    ).encode()
+
+
+def _fields(provider: MCPProvider) -> dict[str, object]:
+    """A provider's stored columns, as `_aad` reads them back."""
+    return {
+        "tenant_id": provider.tenant_id,
+        "provider_id": provider.provider_id,
+        "name": provider.name,
+        "server_url": provider.server_url,
+        "identity_mode": provider.identity_mode.value,
+        "token_header": provider.token_header,
+        "enterprise_enabled": int(provider.enterprise_enabled),
+        "allow_insecure_http": int(provider.allow_insecure_http),
+    }
+
+
+def _seal(cipher: DataCipher, provider: MCPProvider) -> bytes:
+    plaintext = json.dumps(dict(provider.static_headers)).encode()
+    return cipher.encrypt(plaintext, associated_data=_aad(_fields(provider)))
+
+
+def _unseal(cipher: DataCipher, row: Mapping[str, object]) -> MCPProvider:
+    """The provider a row holds, once its seal shows no stored field was changed outside the store."""
+    try:
+        headers = cipher.decrypt(
+            bytes(row["encrypted_static_headers"]),  # type: ignore[arg-type]
+            associated_data=_aad(row),
+        )
+    except DecryptionError:
+        raise TamperedRecordError(
+            f"stored provider {str(row['provider_id'])!r:.80} of tenant {str(row['tenant_id'])!r:.80} does"
+            " not match its seal: its server_url, token_header, identity_mode or another field was"
+            " changed outside client_runtime (or the data key is wrong); refusing to use it"
+        ) from None
+    return MCPProvider(
+        provider_id=str(row["provider_id"]),
+        tenant_id=str(row["tenant_id"]),
+        name=str(row["name"]),
+        server_url=str(row["server_url"]),
+        identity_mode=IdentityMode.parse(row["identity_mode"]),
+        static_headers=json.loads(headers),
+        token_header=str(row["token_header"]),
+        enterprise_enabled=bool(row["enterprise_enabled"]),
+        allow_insecure_http=bool(row["allow_insecure_http"]),
+    )
+
+
+def reseal_v1_providers(conn: sqlite3.Connection, cipher: DataCipher) -> int:
+    """Re-seal v1 rows under v2, trusting their unauthenticated fields as they are now; the count."""
+    conn.execute("ALTER TABLE mcp_providers ADD COLUMN allow_insecure_http INTEGER NOT NULL DEFAULT 0")
+    rows = conn.execute("SELECT * FROM mcp_providers").fetchall()
+    for row in rows:
+        legacy_aad = json.dumps([_TABLE, str(row["tenant_id"]), str(row["provider_id"])]).encode()
+        try:
+            headers = cipher.decrypt(bytes(row["encrypted_static_headers"]), associated_data=legacy_aad)
+        except DecryptionError:
+            raise TamperedRecordError(
+                f"legacy provider {str(row['provider_id'])!r:.80} of tenant {str(row['tenant_id'])!r:.80}"
+                " does not decrypt under this data key; nothing was re-sealed"
+            ) from None
+        fields = {column: row[column] for column in row.keys()}  # noqa: SIM118 (sqlite3.Row)
+        # v1 accepted plain http anywhere; keep such a provider working, now as an explicit opt-in.
+        fields["allow_insecure_http"] = int(needs_insecure_http(str(row["server_url"])))
+        sealed = cipher.encrypt(headers, associated_data=_aad(fields))
+        conn.execute(
+            "UPDATE mcp_providers SET encrypted_static_headers = ?, allow_insecure_http = ?"
+            " WHERE tenant_id = ? AND provider_id = ?",
+            (sealed, fields["allow_insecure_http"], row["tenant_id"], row["provider_id"]),
+        )
+    set_table_version(conn, _TABLE, _VERSION)
+    return len(rows)
 
 
 class ProviderStore:
-    """Providers in SQLite; static headers (which often hold API keys) are encrypted at rest."""
+    """Providers in SQLite; static headers (which often hold API keys) are encrypted at rest.
+
+    The seal also authenticates every other stored field (`server_url`, `token_header`,
+    `identity_mode`, ...): a row changed outside the store raises `TamperedRecordError` when read.
+    A table written by a client_runtime before that raises `LegacyRecordsError` here until
+    `reseal_legacy_rows` has upgraded it.
+    """
 
     def __init__(self, database: Database, cipher: DataCipher) -> None:
         self._db = database
         self._cipher = cipher
         with self._db.transaction() as conn:
-            conn.execute(_SCHEMA)
-
-    def _aad(self, tenant_id: str, provider_id: str) -> bytes:
-        return json.dumps(["mcp_providers", tenant_id, provider_id]).encode()
-
-    def _seal_headers(self, provider: MCPProvider) -> bytes:
-        plaintext = json.dumps(dict(provider.static_headers)).encode()
-        return self._cipher.encrypt(
-            plaintext, associated_data=self._aad(provider.tenant_id, provider.provider_id)
-        )
+            if not require_table_version(conn, _TABLE, _VERSION):
+                conn.execute("DROP TABLE IF EXISTS mcp_providers")  # absent, or an empty older table
+                conn.execute(_SCHEMA)
+                set_table_version(conn, _TABLE, _VERSION)
 
     def _from_row(self, row: Mapping[str, object]) -> MCPProvider:
-        tenant_id, provider_id = str(row["tenant_id"]), str(row["provider_id"])
-        headers = self._cipher.decrypt(
-            bytes(row["encrypted_static_headers"]),  # type: ignore[arg-type]
-            associated_data=self._aad(tenant_id, provider_id),
-        )
-        return MCPProvider(
-            provider_id=provider_id,
-            tenant_id=tenant_id,
-            name=str(row["name"]),
-            server_url=str(row["server_url"]),
-            identity_mode=IdentityMode.parse(row["identity_mode"]),
-            static_headers=json.loads(headers),
-            token_header=str(row["token_header"]),
-            enterprise_enabled=bool(row["enterprise_enabled"]),
-        )
+        return _unseal(self._cipher, row)
 
     def create(self, provider: MCPProvider) -> MCPProvider:
         """Store a new provider; a duplicate (tenant_id, provider_id) raises `MCPProviderConfigError`."""
@@ -152,21 +261,13 @@ class ProviderStore:
                 raise MCPProviderConfigError(
                     f"provider {provider.provider_id!r} already exists in this tenant"
                 )
-            conn.execute(
-                "INSERT INTO mcp_providers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    provider.tenant_id,
-                    provider.provider_id,
-                    provider.name,
-                    provider.server_url,
-                    provider.identity_mode.value,
-                    self._seal_headers(provider),
-                    provider.token_header,
-                    int(provider.enterprise_enabled),
-                    now,
-                    now,
-                ),
-            )
+            row = {
+                **_fields(provider),
+                "encrypted_static_headers": _seal(self._cipher, provider),
+                "created_at": now,
+                "updated_at": now,
+            }
+            conn.execute(_INSERT, tuple(row[column] for column in _COLUMNS))
         return provider
 
     def get(self, tenant_id: str, provider_id: str) -> MCPProvider | None:
@@ -196,6 +297,7 @@ class ProviderStore:
         static_headers: Mapping[str, str] | None = None,
         token_header: str | None = None,
         enterprise_enabled: bool | None = None,
+        allow_insecure_http: bool | None = None,
     ) -> MCPProvider:
         """Change the given fields; every field left as None keeps its stored value.
 
@@ -208,6 +310,7 @@ class ProviderStore:
             "static_headers": static_headers,
             "token_header": token_header,
             "enterprise_enabled": enterprise_enabled,
+            "allow_insecure_http": allow_insecure_http,
         }
         with self._db.transaction() as conn:
             row = conn.execute(
@@ -219,17 +322,19 @@ class ProviderStore:
             updated = dataclasses.replace(
                 self._from_row(row), **{key: value for key, value in changes.items() if value is not None}
             )
+            fields = _fields(updated)
             conn.execute(
                 "UPDATE mcp_providers SET name = ?, server_url = ?, identity_mode = ?,"
-                " encrypted_static_headers = ?, token_header = ?, enterprise_enabled = ?, updated_at = ?"
-                " WHERE tenant_id = ? AND provider_id = ?",
+                " encrypted_static_headers = ?, token_header = ?, enterprise_enabled = ?,"
+                " allow_insecure_http = ?, updated_at = ? WHERE tenant_id = ? AND provider_id = ?",
                 (
-                    updated.name,
-                    updated.server_url,
-                    updated.identity_mode.value,
-                    self._seal_headers(updated),
-                    updated.token_header,
-                    int(updated.enterprise_enabled),
+                    fields["name"],
+                    fields["server_url"],
+                    fields["identity_mode"],
+                    _seal(self._cipher, updated),
+                    fields["token_header"],
+                    fields["enterprise_enabled"],
+                    fields["allow_insecure_http"],
                     time.time(),
                     tenant_id,
                     provider_id,

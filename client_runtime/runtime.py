@@ -205,7 +205,11 @@ class MCPToolRuntime:
             if self._credentials is None:
                 raise MCPIssuerConfigError("end_user_credential mode needs an EndUserCredentialStore")
             credential = self._credentials.usable(
-                tenant_id, user_id, provider.provider_id, credential_id=credential_id
+                tenant_id,
+                user_id,
+                provider.provider_id,
+                server_url=provider.server_url,
+                credential_id=credential_id,
             )
             header = (
                 provider.token_header

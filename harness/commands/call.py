@@ -15,6 +15,7 @@ from client_runtime import (
     EnterpriseTokenClient,
     EnterpriseTokenSettings,
     IdentityMode,
+    MCPIssuerConfigError,
     MCPProvider,
     MCPProviderConfigError,
     MCPTokenError,
@@ -61,6 +62,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--args", type=_json_object, default={}, help="tool arguments as a JSON object")
     parser.add_argument("--user-type", choices=("account", "end_user"), default="account")
     parser.add_argument("--app-id", default="", help="app id sent to the issuer (default: empty)")
+    parser.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow plain http:// to --issuer and --server off loopback (secrets travel in clear text)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -72,16 +78,26 @@ def _result_text(result: CallToolResult) -> str:
     )
 
 
-async def _call(args: argparse.Namespace) -> CallToolResult:
+def _configure(args: argparse.Namespace) -> tuple[MCPProvider, EnterpriseTokenSettings]:
     provider = MCPProvider(
         provider_id="cli",
         tenant_id=args.tenant,
         server_url=args.server,
         identity_mode=IdentityMode.IDP_TOKEN,
+        allow_insecure_http=args.allow_insecure_http,
     )
     settings = EnterpriseTokenSettings(
-        issuer_url=args.issuer, inner_api_secret=args.secret, app_id=args.app_id
+        issuer_url=args.issuer,
+        inner_api_secret=args.secret,
+        app_id=args.app_id,
+        allow_insecure_http=args.allow_insecure_http,
     )
+    return provider, settings
+
+
+async def _call(
+    args: argparse.Namespace, provider: MCPProvider, settings: EnterpriseTokenSettings
+) -> CallToolResult:
     async with EnterpriseTokenClient(settings) as token_client:
         runtime = MCPToolRuntime(broker=TokenBroker(token_client))
         return await runtime.invoke(
@@ -91,7 +107,13 @@ async def _call(args: argparse.Namespace) -> CallToolResult:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        result = anyio.run(_call, args)
+        provider, settings = _configure(args)
+    except (MCPProviderConfigError, MCPIssuerConfigError) as exc:
+        hint = " (--allow-insecure-http)" if "allow_insecure_http" in str(exc) else ""
+        print(f"call: invalid configuration: {exc}{hint}", file=sys.stderr)
+        return 2
+    try:
+        result = anyio.run(_call, args, provider, settings)
     except MCPProviderConfigError as exc:
         print(f"call: invalid configuration: {exc}", file=sys.stderr)
         return 2

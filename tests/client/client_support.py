@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import jwt
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import fake_enterprise
@@ -127,6 +128,14 @@ def _serve(app: ASGIApp, sock: socket.socket) -> ServedApp:
     except BaseException:
         sock.close()
         raise
+
+
+def serve_recorder(app: ASGIApp | None = None) -> tuple[ServedApp, RequestLog]:
+    """A server that records every request it gets (answering 404 unless given an app): the host
+    a leaked secret would reach, so a test can assert it saw nothing."""
+    sock = bind_loopback()
+    recorder = RequestLog(app if app is not None else Starlette())
+    return _serve(recorder, sock), recorder
 
 
 def serve_issuer(secret: str) -> tuple[ServedApp, RequestLog]:

@@ -6,7 +6,15 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from client_support import Host, Stack, counting_http_client, serve_issuer, serve_mcp_server
+from client_support import (
+    Host,
+    RequestLog,
+    Stack,
+    counting_http_client,
+    serve_issuer,
+    serve_mcp_server,
+    serve_recorder,
+)
 
 import fake_enterprise
 from client_runtime import EnterpriseTokenClient, EnterpriseTokenSettings, MCPToolRuntime, TokenBroker
@@ -38,3 +46,13 @@ async def host(stack: Stack, anyio_backend: str) -> AsyncIterator[Host]:
     ):
         broker = TokenBroker(client)
         yield Host(MCPToolRuntime(broker=broker), broker, client, issued_for)
+
+
+@pytest.fixture
+def other_host() -> Iterator[tuple[str, RequestLog]]:
+    """A real loopback server standing for a host a secret must never reach: its URL and request log."""
+    served, log = serve_recorder()
+    try:
+        yield served.url, log
+    finally:
+        served.stop()

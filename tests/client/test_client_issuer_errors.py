@@ -26,7 +26,7 @@ from client_runtime import (
 
 pytestmark = pytest.mark.anyio
 
-ISSUER = "http://issuer.test"
+ISSUER = "https://issuer.test"
 ENDPOINT = f"{ISSUER}/inner/api/mcp/issue-token"
 SECRET = "inner-secret-S3cr3t"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXRva2VuLXRleHQ.c2lnbmF0dXJlLXRleHQ"

@@ -100,7 +100,14 @@ async def test_oauth2_end_user_credential_is_sent_as_bearer(
 ) -> None:
     # The end user's own OAuth2 access token for this server (minted here by the test issuer).
     access_token = stack.admin.mint({"sub": "eu-7", "aud": stack.server_url, "tenant_id": TENANT})
-    credentials.create("acme", "eu-7", "notes", {"access_token": access_token}, credential_type="oauth2")
+    credentials.create(
+        "acme",
+        "eu-7",
+        "notes",
+        {"access_token": access_token},
+        server_url=stack.server_url,
+        credential_type="oauth2",
+    )
     runtime = MCPToolRuntime(credentials=credentials)
     provider = stack.provider(identity_mode=IdentityMode.END_USER_CREDENTIAL, token_header="X-Api-Key")
     mark = stack.server_log.mark()
@@ -114,7 +121,7 @@ async def test_oauth2_end_user_credential_is_sent_as_bearer(
 async def test_api_key_credential_goes_in_the_providers_header(
     stack: Stack, credentials: EndUserCredentialStore
 ) -> None:
-    credentials.create("acme", "eu-8", "notes", {"api_key": "eu-8-api-key"})
+    credentials.create("acme", "eu-8", "notes", {"api_key": "eu-8-api-key"}, server_url=stack.server_url)
     runtime = MCPToolRuntime(credentials=credentials)
     provider = stack.provider(identity_mode=IdentityMode.END_USER_CREDENTIAL, token_header="X-Api-Key")
     mark = stack.server_log.mark()
@@ -131,8 +138,10 @@ async def test_no_usable_credential_asks_the_user_to_connect_without_contacting_
     stack: Stack, credentials: EndUserCredentialStore, expired: bool
 ) -> None:
     if expired:
-        credentials.create("acme", "eu-9", "notes", {"api_key": "old"}, expires_at=1)
-    credentials.create("acme", "someone-else", "notes", {"api_key": "theirs"})
+        credentials.create(
+            "acme", "eu-9", "notes", {"api_key": "old"}, server_url=stack.server_url, expires_at=1
+        )
+    credentials.create("acme", "someone-else", "notes", {"api_key": "theirs"}, server_url=stack.server_url)
     runtime = MCPToolRuntime(credentials=credentials)
     provider = stack.provider(identity_mode=IdentityMode.END_USER_CREDENTIAL)
     mark = stack.server_log.mark()
@@ -145,7 +154,9 @@ async def test_no_usable_credential_asks_the_user_to_connect_without_contacting_
 async def test_a_credential_id_of_another_user_is_refused(
     stack: Stack, credentials: EndUserCredentialStore
 ) -> None:
-    theirs = credentials.create("acme", "someone-else", "notes", {"api_key": "theirs"})
+    theirs = credentials.create(
+        "acme", "someone-else", "notes", {"api_key": "theirs"}, server_url=stack.server_url
+    )
     runtime = MCPToolRuntime(credentials=credentials)
     provider = stack.provider(identity_mode=IdentityMode.END_USER_CREDENTIAL)
     mark = stack.server_log.mark()

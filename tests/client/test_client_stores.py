@@ -6,6 +6,7 @@ import base64
 import os
 import sqlite3
 import stat
+from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from client_runtime import (
     MCPTokenError,
     ProviderNotFoundError,
     ProviderStore,
+    TamperedRecordError,
     UnknownIdentityModeError,
     load_data_key,
 )
@@ -169,12 +171,15 @@ def test_update_validates_and_keeps_the_row_on_error(providers: ProviderStore) -
         providers.update("t1", "missing", name="x")
 
 
-def test_unknown_stored_mode_raises_at_the_boundary(providers: ProviderStore, db_path: Path) -> None:
+def test_a_stored_mode_edited_in_the_file_is_refused_never_read_as_off(
+    providers: ProviderStore, db_path: Path
+) -> None:
     providers.create(provider(identity_mode="idp_token"))
-    with sqlite3.connect(db_path) as raw:
-        raw.execute("UPDATE mcp_providers SET identity_mode = 'legacy_sso'")
-    with pytest.raises(UnknownIdentityModeError):
-        providers.get("t1", "notes")
+    for edited in ("legacy_sso", "off"):
+        with sqlite3.connect(db_path) as raw:
+            raw.execute("UPDATE mcp_providers SET identity_mode = ?", (edited,))
+        with pytest.raises(TamperedRecordError):
+            providers.get("t1", "notes")
 
 
 def test_delete(providers: ProviderStore) -> None:
@@ -188,7 +193,7 @@ def test_delete(providers: ProviderStore) -> None:
 
 
 def test_credential_create_defaults(credentials: EndUserCredentialStore) -> None:
-    cred = credentials.create("t1", "eu-1", "notes", {"api_key": API_KEY})
+    cred = credentials.create("t1", "eu-1", "notes", {"api_key": API_KEY}, server_url=URL)
     assert cred.name == "API KEY 1"
     assert cred.credential_type is CredentialType.API_KEY
     assert cred.expires_at == -1
@@ -199,20 +204,22 @@ def test_credential_create_defaults(credentials: EndUserCredentialStore) -> None
 
 
 def test_credentials_are_encrypted_at_rest(credentials: EndUserCredentialStore, db_path: Path) -> None:
-    credentials.create("t1", "eu-1", "notes", {"api_key": API_KEY})
+    credentials.create("t1", "eu-1", "notes", {"api_key": API_KEY}, server_url=URL)
     assert API_KEY.encode() not in db_path.read_bytes()
 
 
 def test_names_may_repeat_and_ids_identify(credentials: EndUserCredentialStore) -> None:
-    first = credentials.create("t1", "eu-1", "notes", {"api_key": "k1"})
-    second = credentials.create("t1", "eu-1", "notes", {"api_key": "k2"})
+    first = credentials.create("t1", "eu-1", "notes", {"api_key": "k1"}, server_url=URL)
+    second = credentials.create("t1", "eu-1", "notes", {"api_key": "k2"}, server_url=URL)
     assert first.name == second.name and first.id != second.id
     assert [c.id for c in credentials.list_credentials("t1", "eu-1", "notes")] == [second.id, first.id]
     assert credentials.list_credentials("t1", "eu-2") == []
 
 
 def test_credential_update_and_delete(credentials: EndUserCredentialStore) -> None:
-    cred = credentials.create("t1", "eu-1", "notes", {"access_token": "at-1"}, credential_type="oauth2")
+    cred = credentials.create(
+        "t1", "eu-1", "notes", {"access_token": "at-1"}, server_url=URL, credential_type="oauth2"
+    )
     updated = credentials.update(cred.id, credentials={"access_token": "at-2"}, expires_at=2_000_000_000)
     assert updated.secret == "at-2"
     assert updated.name == cred.name
@@ -241,49 +248,57 @@ def test_invalid_credentials_are_refused(
 ) -> None:
     with pytest.raises(ValueError):
         credentials.create(
-            "t1", "eu-1", "notes", secret, credential_type=credential_type, expires_at=expires_at
+            "t1",
+            "eu-1",
+            "notes",
+            secret,
+            server_url=URL,
+            credential_type=credential_type,
+            expires_at=expires_at,
         )
 
 
 def test_unknown_credential_type_is_refused(credentials: EndUserCredentialStore) -> None:
     with pytest.raises(ValueError):
-        credentials.create("t1", "eu-1", "notes", {"api_key": "x"}, credential_type="basic")
+        credentials.create("t1", "eu-1", "notes", {"api_key": "x"}, server_url=URL, credential_type="basic")
 
 
 def test_usable_picks_the_newest_unexpired(credentials: EndUserCredentialStore) -> None:
-    good = credentials.create("t1", "eu-1", "notes", {"api_key": "old"})
-    credentials.create("t1", "eu-1", "notes", {"api_key": "expired"}, expires_at=1_000)
-    assert credentials.usable("t1", "eu-1", "notes", now=2_000).id == good.id
+    good = credentials.create("t1", "eu-1", "notes", {"api_key": "old"}, server_url=URL)
+    credentials.create("t1", "eu-1", "notes", {"api_key": "expired"}, server_url=URL, expires_at=1_000)
+    assert credentials.usable("t1", "eu-1", "notes", server_url=URL, now=2_000).id == good.id
 
 
 def test_usable_fails_closed_with_connect_your_account(credentials: EndUserCredentialStore) -> None:
     with pytest.raises(MCPCredentialRequiredError) as missing:
-        credentials.usable("t1", "eu-1", "notes")
+        credentials.usable("t1", "eu-1", "notes", server_url=URL)
     assert missing.value.reason == "missing"
     assert isinstance(missing.value, MCPTokenError)
     assert "Connect your account" in missing.value.user_message
 
-    credentials.create("t1", "eu-1", "notes", {"api_key": "k"}, expires_at=1_000)
+    credentials.create("t1", "eu-1", "notes", {"api_key": "k"}, server_url=URL, expires_at=1_000)
     with pytest.raises(MCPCredentialRequiredError) as expired:
-        credentials.usable("t1", "eu-1", "notes", now=1_000)
+        credentials.usable("t1", "eu-1", "notes", server_url=URL, now=1_000)
     assert expired.value.reason == "expired"
 
 
 def test_usable_by_id_refuses_someone_elses_credential(credentials: EndUserCredentialStore) -> None:
-    bobs = credentials.create("t1", "bob", "notes", {"api_key": "bobs-key"})
+    bobs = credentials.create("t1", "bob", "notes", {"api_key": "bobs-key"}, server_url=URL)
     with pytest.raises(MCPCredentialRequiredError):
-        credentials.usable("t1", "alice", "notes", credential_id=bobs.id)
+        credentials.usable("t1", "alice", "notes", server_url=URL, credential_id=bobs.id)
     with pytest.raises(MCPCredentialRequiredError):
-        credentials.usable("t1", "bob", "other-provider", credential_id=bobs.id)
+        credentials.usable("t1", "bob", "other-provider", server_url=URL, credential_id=bobs.id)
     with pytest.raises(MCPCredentialRequiredError):
-        credentials.usable("t1", "bob", "notes", credential_id="no-such-id")
-    assert credentials.usable("t1", "bob", "notes", credential_id=bobs.id).secret == "bobs-key"
+        credentials.usable("t1", "bob", "notes", server_url=URL, credential_id="no-such-id")
+    assert (
+        credentials.usable("t1", "bob", "notes", server_url=URL, credential_id=bobs.id).secret == "bobs-key"
+    )
 
 
 def test_a_row_moved_to_another_user_does_not_decrypt(
     credentials: EndUserCredentialStore, db_path: Path
 ) -> None:
-    bobs = credentials.create("t1", "bob", "notes", {"api_key": "bobs-key"})
+    bobs = credentials.create("t1", "bob", "notes", {"api_key": "bobs-key"}, server_url=URL)
     with sqlite3.connect(db_path) as raw:
         raw.execute("UPDATE end_user_credentials SET end_user_id = 'alice'")
     with pytest.raises(DecryptionError):
@@ -291,7 +306,9 @@ def test_a_row_moved_to_another_user_does_not_decrypt(
 
 
 def test_wrong_key_does_not_decrypt(database: Database) -> None:
-    cred = EndUserCredentialStore(database, DataCipher(KEY)).create("t1", "eu", "p", {"api_key": "k"})
+    cred = EndUserCredentialStore(database, DataCipher(KEY)).create(
+        "t1", "eu", "p", {"api_key": "k"}, server_url=URL
+    )
     with pytest.raises(DecryptionError):
         EndUserCredentialStore(database, DataCipher(bytes(32))).get(cred.id)
 
@@ -336,3 +353,39 @@ def test_no_key_source_is_an_error() -> None:
 
 def test_cipher_repr_hides_the_key() -> None:
     assert KEY.hex() not in repr(DataCipher(KEY)) and str(KEY) not in repr(DataCipher(KEY))
+
+
+# --- file modes -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which SQLite on its own creates a world-readable file."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_database_files_with_wal_and_shm_are_created_0600(tmp_path: Path, umask_022: None) -> None:
+    path = tmp_path / "client.sqlite3"
+    database = Database(path)
+    ProviderStore(database, DataCipher(KEY)).create(provider(static_headers={"X-Key": API_KEY}))
+    database.close()
+    # A host may run the file in WAL mode (it persists in the file); the side files must be private too.
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
+    database = Database(path)
+    EndUserCredentialStore(database, DataCipher(KEY)).create(
+        "t1", "eu-1", "notes", {"api_key": API_KEY}, server_url=URL
+    )
+    files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+    assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
+    database.close()
+
+
+def test_key_file_is_created_0600_under_a_permissive_umask(tmp_path: Path, umask_022: None) -> None:
+    path = tmp_path / "data.key"
+    load_data_key(key_file=path, environ={})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
