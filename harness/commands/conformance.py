@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.conformance import CASES, Case, ConformanceSetupError, Expect, Target, run_battery
-from harness.conformance_report import FORMATS, render
+from harness.conformance.report import FORMATS, render
 
 
 def register(subparsers: Any) -> None:

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import asdict
 
-from harness.conformance import BatteryReport, CaseResult, Verdict
+from harness.conformance.model import BatteryReport, CaseResult, Verdict
 
 __all__ = ["FORMATS", "render", "render_json", "render_junit", "render_table"]
 
