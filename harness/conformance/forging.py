@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import datetime
+import inspect
 import json
+import secrets
 import threading
 import uuid
 from collections.abc import Iterator
@@ -29,11 +31,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from fake_enterprise import AdminClient, AdminClientError
-from harness.conformance.model import ConformanceSetupError
+from fake_enterprise import AdminAPIError, AdminClient, AdminClientError
+from harness.conformance.model import CaseSkipped, ConformanceSetupError
 from harness.servers import bind_loopback, start_in_thread
 
-__all__ = ["Attacker", "Forge", "attacker_host", "b64", "header", "payload", "segments"]
+__all__ = ["Attacker", "Forge", "attacker_host", "b64", "header", "new_subject", "payload", "segments"]
 
 
 def b64(data: bytes) -> str:
@@ -105,6 +107,11 @@ class Attacker:
         return jwt.encode(claims, self.key, algorithm="RS256", headers=header)
 
 
+def new_subject() -> str:
+    """A subject as the issuer makes them: opaque, 32 lowercase hex characters."""
+    return secrets.token_hex(16)
+
+
 @dataclass
 class Forge:
     """Everything the cases need to build their tokens, set up once per run."""
@@ -114,6 +121,8 @@ class Forge:
     attacker: Attacker
     jwks: dict[str, Any] = field(default_factory=dict, repr=False)
     valid_token: str = field(default="", repr=False)
+    # Opaque like an issuer's subjects (32 hex chars), fresh per run so runs never share a user.
+    subject: str = field(default_factory=new_subject)
 
     def mint(
         self,
@@ -132,11 +141,32 @@ class Forge:
         except AdminClientError as exc:
             raise ConformanceSetupError(f"the issuer's POST /admin/mint failed: {exc}") from None
 
+    def mint_raw(self, raw_header: str, raw_claims: str) -> str:
+        """A token whose header and claims are exactly this JSON text, signed by the issuer.
+
+        Duplicate members cannot be built from dicts, hence text. Needs an issuer and an
+        `AdminClient` whose `/admin/mint` takes `raw_header`/`raw_claims`; without them the case
+        is skipped, saying so.
+        """
+        if "raw_claims" not in inspect.signature(self.admin.mint).parameters:
+            raise CaseSkipped("this AdminClient cannot send raw_header/raw_claims to /admin/mint")
+        try:
+            return self.admin.mint({}, raw_header=raw_header, raw_claims=raw_claims)  # type: ignore[call-arg]
+        except AdminAPIError as exc:
+            if exc.status == 400 and exc.error == "invalid_request" and "raw_" in exc.message:
+                raise CaseSkipped(
+                    f"the issuer's /admin/mint does not take raw JSON ({exc.message})"
+                ) from None
+            raise ConformanceSetupError(f"the issuer's POST /admin/mint failed: {exc}") from None
+        except AdminClientError as exc:
+            raise ConformanceSetupError(f"the issuer's POST /admin/mint failed: {exc}") from None
+
     def default_claims(self) -> dict[str, Any]:
         return {
-            "sub": "conformance-user",
+            "sub": self.subject,
             "aud": self.audience,
             "tenant_id": "conformance",
+            "preferred_username": "conformance-user",
             "email": "conformance-user@example.com",
             "name": "Conformance User",
         }

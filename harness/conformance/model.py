@@ -8,10 +8,13 @@ from enum import StrEnum
 __all__ = [
     "BatteryReport",
     "CaseResult",
+    "CaseSkipped",
     "ChallengeRule",
     "ConformanceSetupError",
     "Expect",
     "Probe",
+    "Requirement",
+    "ServerUnreachable",
     "Target",
     "Verdict",
 ]
@@ -19,6 +22,14 @@ __all__ = [
 
 class ConformanceSetupError(Exception):
     """The battery could not be set up (issuer unreachable, wrong secret, unusable JWKS, ...)."""
+
+
+class ServerUnreachable(ConformanceSetupError):
+    """The MCP server under test could not be reached at all (nothing to judge)."""
+
+
+class CaseSkipped(Exception):
+    """This case cannot be judged here (the issuer or the server lacks what it needs); says why."""
 
 
 class Expect(StrEnum):
@@ -35,10 +46,17 @@ class ChallengeRule(StrEnum):
     NONE = "none"  # nothing to check (the positive control)
 
 
+class Requirement(StrEnum):
+    """Who asks a server to refuse a case's defect, and so how hard accepting it counts."""
+
+    MUST = "must"  # an RFC or the MCP spec: accepting it fails
+    STRICT = "strict"  # only the strict profile: accepting it warns, and fails under `strict`
+
+
 class Verdict(StrEnum):
     PASS = "pass"
-    WARN = "warn"  # refused, but the status or challenge is not what RFC 6750 / MCP ask for
-    FAIL = "fail"  # accepted a defect, refused the valid token, or crashed (5xx)
+    WARN = "warn"  # refused, but not as RFC 6750 / MCP ask; or accepted what only the strict profile refuses
+    FAIL = "fail"  # accepted a defect it must refuse, refused the valid token, or crashed (5xx)
     ERROR = "error"  # the case could not be run
     SKIP = "skip"
 
@@ -48,15 +66,18 @@ class Target:
     """The server under test and the issuer it trusts.
 
     `server_url` is the MCP endpoint (e.g. `http://127.0.0.1:9100/mcp`); `audience` is the
-    resource URL tokens for it carry, by default `server_url`.
+    resource URL tokens for it carry, by default `server_url`. `admin_secret` opens the issuer's
+    admin API (the battery mints through `POST /admin/mint`). `strict` judges by the strict
+    profile: accepting a case of `Requirement.STRICT` then fails instead of warning.
     """
 
     server_url: str
     issuer_url: str
-    secret: str = field(repr=False)
+    admin_secret: str = field(repr=False)
     audience: str | None = None
     rotate_keys: bool = True
     timeout: float = 10.0
+    strict: bool = False
 
     @property
     def resource(self) -> str:
@@ -65,16 +86,23 @@ class Target:
 
 @dataclass(frozen=True)
 class Probe:
-    """What one case sends: the `Authorization` header value (or none at all), and a note on it."""
+    """What one case sends: the `Authorization` header value (or none at all), and a note on it.
+
+    With `session_owner`, the battery first opens an MCP session with that `Authorization` and
+    checks that the session serves it, then sends this probe's request on that session.
+    """
 
     authorization: str | None
     note: str = ""
+    session_owner: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
 class CaseResult:
     name: str
     title: str
+    source: str
+    requirement: Requirement
     expected_status: str
     expected_challenge: str
     observed_status: int | None
@@ -91,6 +119,7 @@ class BatteryReport:
     audience: str
     results: tuple[CaseResult, ...]
     notes: tuple[str, ...] = ()
+    strict: bool = False
 
     def count(self, verdict: Verdict) -> int:
         return sum(1 for result in self.results if result.verdict is verdict)

@@ -20,6 +20,10 @@ def _summary(report: BatteryReport) -> str:
     return f"{outcome}: {len(report.results)} cases ({counts})"
 
 
+def _profile(report: BatteryReport) -> str:
+    return "strict" if report.strict else "standard (--strict for the strict profile)"
+
+
 def _observed(result: CaseResult) -> str:
     if result.observed_status is None:
         return "-"
@@ -48,6 +52,7 @@ def render_table(report: BatteryReport) -> str:
         f"server:   {report.server_url}",
         f"audience: {report.audience}",
         f"issuer:   {report.issuer_url}",
+        f"profile:  {_profile(report)}",
         *(f"note:     {note}" for note in report.notes),
         "",
         line(header),
@@ -64,7 +69,12 @@ def render_table(report: BatteryReport) -> str:
 def render_json(report: BatteryReport) -> str:
     document = asdict(report)
     document["results"] = [
-        {**asdict(result), "verdict": result.verdict.value, "seconds": round(result.seconds, 4)}
+        {
+            **asdict(result),
+            "requirement": result.requirement.value,
+            "verdict": result.verdict.value,
+            "seconds": round(result.seconds, 4),
+        }
         for result in report.results
     ]
     document["summary"] = {verdict.value: report.count(verdict) for verdict in Verdict}
@@ -90,6 +100,7 @@ def render_junit(report: BatteryReport) -> str:
         ("server", report.server_url),
         ("audience", report.audience),
         ("issuer", report.issuer_url),
+        ("profile", "strict" if report.strict else "standard"),
         *(("note", note) for note in report.notes),
     ):
         ET.SubElement(properties, "property", name=name, value=value)
@@ -98,7 +109,7 @@ def render_junit(report: BatteryReport) -> str:
             suite, "testcase", classname=_JUNIT_CLASSNAME, name=result.name, time=f"{result.seconds:.3f}"
         )
         observed = f"expected {_expected(result)}; observed {_observed(result)}"
-        message = f"{result.title}: {result.detail}"
+        message = f"{result.title}: {result.detail} (source: {result.source})"
         if result.verdict is Verdict.FAIL:
             ET.SubElement(case, "failure", message=message, type="conformance").text = observed
         elif result.verdict is Verdict.ERROR:
