@@ -73,7 +73,7 @@ def _banner(stack: LocalStack, tenant: str, users: list[str]) -> str:
     )
     conformance = (
         f"mcp-idfwd conformance --server {stack.server_url} --issuer-admin {stack.issuer_url} "
-        f"--secret {q(stack.secret)}"
+        f"--admin-secret={q(stack.secret)}"
     )
     who = ", ".join(f"{tenant}/{user}" for user in users) or "(none; create them with the admin API)"
     return "\n".join(

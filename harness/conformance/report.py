@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import asdict
 
-from harness.conformance import BatteryReport, CaseResult, Verdict
+from harness.conformance.model import BatteryReport, CaseResult, Verdict
 
 __all__ = ["FORMATS", "render", "render_json", "render_junit", "render_table"]
 
@@ -18,6 +18,10 @@ def _summary(report: BatteryReport) -> str:
     counts = ", ".join(f"{report.count(v)} {v.value}" for v in Verdict if report.count(v))
     outcome = {0: "CONFORMANT", 1: "NOT CONFORMANT", 2: "INCOMPLETE"}[report.exit_code]
     return f"{outcome}: {len(report.results)} cases ({counts})"
+
+
+def _profile(report: BatteryReport) -> str:
+    return "strict" if report.strict else "standard (--strict for the strict profile)"
 
 
 def _observed(result: CaseResult) -> str:
@@ -48,6 +52,7 @@ def render_table(report: BatteryReport) -> str:
         f"server:   {report.server_url}",
         f"audience: {report.audience}",
         f"issuer:   {report.issuer_url}",
+        f"profile:  {_profile(report)}",
         *(f"note:     {note}" for note in report.notes),
         "",
         line(header),
@@ -64,7 +69,12 @@ def render_table(report: BatteryReport) -> str:
 def render_json(report: BatteryReport) -> str:
     document = asdict(report)
     document["results"] = [
-        {**asdict(result), "verdict": result.verdict.value, "seconds": round(result.seconds, 4)}
+        {
+            **asdict(result),
+            "requirement": result.requirement.value,
+            "verdict": result.verdict.value,
+            "seconds": round(result.seconds, 4),
+        }
         for result in report.results
     ]
     document["summary"] = {verdict.value: report.count(verdict) for verdict in Verdict}
@@ -90,6 +100,7 @@ def render_junit(report: BatteryReport) -> str:
         ("server", report.server_url),
         ("audience", report.audience),
         ("issuer", report.issuer_url),
+        ("profile", "strict" if report.strict else "standard"),
         *(("note", note) for note in report.notes),
     ):
         ET.SubElement(properties, "property", name=name, value=value)
@@ -98,7 +109,7 @@ def render_junit(report: BatteryReport) -> str:
             suite, "testcase", classname=_JUNIT_CLASSNAME, name=result.name, time=f"{result.seconds:.3f}"
         )
         observed = f"expected {_expected(result)}; observed {_observed(result)}"
-        message = f"{result.title}: {result.detail}"
+        message = f"{result.title}: {result.detail} (source: {result.source})"
         if result.verdict is Verdict.FAIL:
             ET.SubElement(case, "failure", message=message, type="conformance").text = observed
         elif result.verdict is Verdict.ERROR:
