@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlsplit
 
 from mcp.server.auth.routes import build_resource_metadata_url
@@ -25,13 +26,25 @@ __all__ = ["create_app"]
 _INSTRUCTIONS = "Every call acts as the user named by the verified Bearer token; try whoami."
 
 
+def _package_version() -> str:
+    try:
+        return version("mcp-idfwd")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def create_app(settings: ServerSettings) -> Starlette:
     """A Starlette app serving MCP at the path of `settings.resource_url`, plus its RFC 9728 metadata.
 
     `app.state.verifier` is the `JWKSTokenVerifier` in use; it is closed when the app shuts down.
     """
     verifier = JWKSTokenVerifier(settings.verifier_settings())
-    server = MCPServer(settings.server_name, instructions=_INSTRUCTIONS, log_level=settings.log_level)
+    server = MCPServer(
+        settings.server_name,
+        version=_package_version(),
+        instructions=_INSTRUCTIONS,
+        log_level=settings.log_level,
+    )
     register_tools(server, NoteBook(settings.max_notes_per_user, settings.max_note_chars))
 
     resource = urlsplit(settings.resource_url)

@@ -1,7 +1,7 @@
 """Runs the whole flow: CLI, local stack, demo, conformance battery, pytest plugin.
 
-The stack and the battery are imported on first use (PEP 562), so loading the pytest plugin,
-which imports this package, does not import the issuer, the server and the client.
+Everything is imported on first use (PEP 562), so loading the pytest plugin or the CLI, which
+import this package, does not import uvicorn, the issuer, the server and the client.
 """
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from harness.servers import ServedApp, bind_loopback, serve_in_thread, start_in_thread
-
 if TYPE_CHECKING:
     from harness.conformance import BatteryReport, CaseResult, ConformanceSetupError, Target, run_battery
+    from harness.servers import ServedApp, bind_loopback, serve_in_thread, start_in_thread
     from harness.stack import LocalStack, StackSettings, StackUser
 
 __all__ = [
@@ -39,6 +38,10 @@ _LAZY = {
     "LocalStack": "harness.stack",
     "StackSettings": "harness.stack",
     "StackUser": "harness.stack",
+    "ServedApp": "harness.servers",
+    "bind_loopback": "harness.servers",
+    "serve_in_thread": "harness.servers",
+    "start_in_thread": "harness.servers",
 }
 
 
