@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 import httpx
 from mcp.server.auth.handlers.metadata import MetadataHandler
 from mcp.server.auth.routes import TOKEN_PATH, build_metadata, cors_middleware, create_auth_routes
-from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
+from mcp.server.auth.settings import ClientRegistrationOptions, RevocationOptions
 from mcp.shared.auth import JWT_BEARER_GRANT_TYPE, OAuthMetadata
-from pydantic import AnyHttpUrl
+from pydantic import AnyHttpUrl, ConfigDict, TypeAdapter
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -37,6 +37,7 @@ METADATA_PATH = "/.well-known/oauth-authorization-server"
 JWKS_PATH = "/.well-known/jwks.json"
 # Matches the verifier's default back-off after a failed JWKS fetch (min_jwks_refresh_interval).
 _IDP_RETRY_AFTER = 5.0
+_EXACT_URL = TypeAdapter(AnyHttpUrl, config=ConfigDict(url_preserve_empty_path=True))
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -74,10 +75,9 @@ class AuthorizationServer:
     def __init__(self, settings: AuthorizationServerSettings, resource_url: str) -> None:
         self.settings = settings
         self.resource_url = resource_url
-        # Through the SDK's own URL type, so the issuer keeps its exact spelling (no added "/").
-        issuer_url = AuthSettings(
-            issuer_url=AnyHttpUrl(issuer_for(resource_url)), resource_server_url=None
-        ).issuer_url
+        # Parsed the way the SDK's settings parse it, so the issuer keeps its exact spelling (no
+        # "/" added): identifiers compare as strings.
+        issuer_url = _EXACT_URL.validate_python(issuer_for(resource_url))
         self._issuer_url = issuer_url
         self.issuer = str(issuer_url)
         if urlsplit(resource_url).path in {TOKEN_PATH, "/authorize", "/register", JWKS_PATH, METADATA_PATH}:
