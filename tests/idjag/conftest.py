@@ -19,4 +19,4 @@ def as_server(idfwd_issuer: IssuerHandle) -> Iterator[RunningAS]:
 
 @pytest.fixture
 def mint(idfwd_issuer: IssuerHandle, as_server: RunningAS) -> IdJagMinter:
-    return IdJagMinter(idfwd_issuer.admin, as_server)
+    return IdJagMinter.for_server(idfwd_issuer.admin, as_server)

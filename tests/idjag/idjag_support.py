@@ -63,21 +63,29 @@ def running_as(issuer_url: str, **overrides: Any) -> Iterator[RunningAS]:
 
 
 class IdJagMinter:
-    """ID-JAGs from the issuer's /admin/mint: valid for `server` and `client_id` unless overridden.
+    """ID-JAGs from the issuer's /admin/mint, valid for the authorization server `audience`, the
+    `resource` and `client_id` unless overridden.
 
     Called as `mint(claims, header)` it is a `harness.idjag_conformance.IdJagMinter`.
     """
 
-    def __init__(self, admin: AdminClient, server: RunningAS, client_id: str = HOST_APP.client_id) -> None:
+    def __init__(
+        self, admin: AdminClient, *, audience: str, resource: str, client_id: str = HOST_APP.client_id
+    ) -> None:
         self._admin = admin
-        self._server = server
+        self._audience = audience
+        self._resource = resource
         self._client_id = client_id
+
+    @classmethod
+    def for_server(cls, admin: AdminClient, server: RunningAS) -> IdJagMinter:
+        return cls(admin, audience=server.issuer, resource=server.resource_url)
 
     def claims(self, user: str = "alice", tenant: str = "acme") -> dict[str, Any]:
         return {
             "sub": f"sub-{user}-{tenant}",
-            "aud": self._server.issuer,
-            "resource": self._server.resource_url,
+            "aud": self._audience,
+            "resource": self._resource,
             "client_id": self._client_id,
             "scope": "notes.read notes.write",
             "tenant_id": tenant,

@@ -218,7 +218,7 @@ def test_an_unreachable_idp_is_503_not_a_refusal(idfwd_issuer: IssuerHandle) -> 
     with bind_loopback() as dead:
         dead_idp = socket_url(dead)
     with running_as(dead_idp) as server:
-        minted = IdJagMinter(idfwd_issuer.admin, server)
+        minted = IdJagMinter.for_server(idfwd_issuer.admin, server)
         response = redeem(server, minted({"iss": dead_idp}))
 
     assert response.status_code == 503, response.text
