@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import jwt
@@ -133,7 +134,7 @@ async def test_the_sdk_identity_assertion_client_calls_whoami_as_the_user(
 
     async def id_jag(audience: str, resource: str) -> str:
         asked.append((audience, resource))
-        return mint.for_user("bob", "globex")
+        return await anyio.to_thread.run_sync(mint.for_user, "bob", "globex")
 
     storage = _Tokens()
     provider = IdentityAssertionOAuthProvider(
@@ -152,3 +153,28 @@ async def test_the_sdk_identity_assertion_client_calls_whoami_as_the_user(
     assert identity["tenant_id"] == "globex"
     assert identity["email"] == "bob@globex.test"
     assert storage.tokens is not None
+
+
+async def test_two_users_at_once_each_arrive_as_themselves(as_server: RunningAS, mint: IdJagMinter) -> None:
+    seen: dict[str, dict[str, Any]] = {}
+
+    async def call_as(user: str, tenant: str) -> None:
+        async def id_jag(audience: str, resource: str) -> str:
+            return await anyio.to_thread.run_sync(mint.for_user, user, tenant)
+
+        provider = IdentityAssertionOAuthProvider(
+            server_url=as_server.resource_url,
+            storage=_Tokens(),
+            client_id=HOST_APP.client_id,
+            client_secret=HOST_APP.client_secret,
+            issuer=as_server.issuer,
+            assertion_provider=id_jag,
+        )
+        seen[user] = await _whoami(as_server.resource_url, auth=provider)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(call_as, "carol", "acme")
+        group.start_soon(call_as, "dave", "initech")
+
+    assert (seen["carol"]["sub"], seen["carol"]["tenant_id"]) == ("sub-carol-acme", "acme")
+    assert (seen["dave"]["sub"], seen["dave"]["tenant_id"]) == ("sub-dave-initech", "initech")
