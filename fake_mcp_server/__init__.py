@@ -1,17 +1,22 @@
 """A real MCP server whose every request is checked by `JWKSTokenVerifier`.
 
 `JWKSTokenVerifier` is the part MCP server authors take home: it implements the mcp SDK's
-`TokenVerifier` protocol. `create_app` builds the reference server around it.
+`TokenVerifier` protocol. `create_app` builds the reference server around it; with
+`ServerSettings(authorization=AuthorizationServerSettings(...))` the server also runs its own
+authorization server that accepts ID-JAGs (`fake_mcp_server.authorization`).
 """
 
 from fake_mcp_server.app import create_app
+from fake_mcp_server.authorization import AuthorizationServerSettings, ClientCredentials
 from fake_mcp_server.bearer import BearerAuthMiddleware
 from fake_mcp_server.errors import SigningKeysUnavailable, TokenRejected
 from fake_mcp_server.settings import ServerSettings, VerifierSettings
 from fake_mcp_server.verifier import JWKSTokenVerifier
 
 __all__ = [
+    "AuthorizationServerSettings",
     "BearerAuthMiddleware",
+    "ClientCredentials",
     "JWKSTokenVerifier",
     "ServerSettings",
     "SigningKeysUnavailable",

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from fake_mcp_server.authorization import AuthorizationServer
 from fake_mcp_server.bearer import BearerAuthMiddleware
 from fake_mcp_server.settings import ServerSettings
 from fake_mcp_server.tools import NoteBook, register_tools
@@ -37,8 +38,18 @@ def create_app(settings: ServerSettings) -> Starlette:
     """A Starlette app serving MCP at the path of `settings.resource_url`, plus its RFC 9728 metadata.
 
     `app.state.verifier` is the `JWKSTokenVerifier` in use; it is closed when the app shuts down.
+    With `settings.authorization`, the app also serves its own authorization server
+    (`app.state.authorization_server`), and the verifier accepts that server's tokens.
     """
-    verifier = JWKSTokenVerifier(settings.verifier_settings())
+    authorization_server = (
+        AuthorizationServer(settings.authorization, settings.resource_url) if settings.authorization else None
+    )
+    if authorization_server is not None:
+        verifier = authorization_server.token_verifier()
+        authorization_servers = [authorization_server.issuer]
+    else:
+        verifier = JWKSTokenVerifier(settings.verifier_settings())
+        authorization_servers = [settings.issuer_url]
     server = MCPServer(
         settings.server_name,
         version=_package_version(),
@@ -59,8 +70,10 @@ def create_app(settings: ServerSettings) -> Starlette:
             resource.path,
             endpoint=BearerAuthMiddleware(StreamableHTTPASGIApp(session_manager), verifier, metadata_url),
         ),
-        _protected_resource_metadata(settings, urlsplit(metadata_url).path),
+        _protected_resource_metadata(settings, authorization_servers, urlsplit(metadata_url).path),
     ]
+    if authorization_server is not None:
+        routes += authorization_server.routes()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -69,17 +82,22 @@ def create_app(settings: ServerSettings) -> Starlette:
                 yield
         finally:
             await verifier.aclose()
+            if authorization_server is not None:
+                await authorization_server.aclose()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.verifier = verifier
+    app.state.authorization_server = authorization_server
     return app
 
 
-def _protected_resource_metadata(settings: ServerSettings, path: str) -> Route:
-    """RFC 9728 metadata naming the issuer exactly as configured (identifiers compare as strings)."""
+def _protected_resource_metadata(
+    settings: ServerSettings, authorization_servers: list[str], path: str
+) -> Route:
+    """RFC 9728 metadata naming the authorization server exactly (identifiers compare as strings)."""
     document = {
         "resource": settings.resource_url,
-        "authorization_servers": [settings.issuer_url],
+        "authorization_servers": authorization_servers,
         "bearer_methods_supported": ["header"],
         "resource_name": settings.server_name,
     }

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from fake_mcp_server.authorization.settings import AuthorizationServerSettings
 
 __all__ = ["ALGORITHM_KEY_TYPES", "DEFAULT_ALGORITHMS", "ServerSettings", "VerifierSettings"]
 
@@ -114,6 +117,11 @@ class ServerSettings:
     `resource_url` is the streamable HTTP endpoint (e.g. "http://127.0.0.1:9100/mcp"); it is the
     audience tokens must carry. `verifier` overrides the default verifier settings (its audience
     must be `resource_url`).
+
+    With `authorization` (`--auth id-jag`) the server runs its own authorization server at the
+    origin of `resource_url`, which exchanges ID-JAGs from trusted IdPs for access tokens; the
+    MCP endpoint then accepts that authorization server's tokens only, and `issuer_url` and
+    `verifier` play no part.
     """
 
     issuer_url: str
@@ -126,6 +134,7 @@ class ServerSettings:
     # Handed to the SDK, which sets up root logging with it when nothing else has: at INFO it
     # reports every session start on stderr, noise for a server embedded in tests and demos.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
+    authorization: AuthorizationServerSettings | None = None
 
     def __post_init__(self) -> None:
         _require_http_url("issuer_url", self.issuer_url)
@@ -139,6 +148,8 @@ class ServerSettings:
                 raise ValueError("verifier.audience must equal resource_url")
             if not {"iss", "sub", "aud", "exp"} <= set(self.verifier.required_claims):
                 raise ValueError("the server needs iss, sub, aud and exp among verifier.required_claims")
+        if self.authorization is not None and self.verifier is not None:
+            raise ValueError("verifier settings do not apply to a server with its own authorization server")
         if self.max_notes_per_user < 0 or self.max_note_chars <= 0:
             raise ValueError("note limits must be positive")
 

@@ -28,8 +28,10 @@ class Notes(BaseModel):
     notes: list[str]
 
 
-# (iss, sub, tenant_id): `sub` is only unique per issuer, and a user id may repeat across tenants.
-Owner = tuple[str, str, str]
+# (iss, idp, sub, tenant_id): `sub` is only unique per issuer, and a user id may repeat across
+# tenants. `idp` is set when our own authorization server issued the token for a user an IdP
+# vouched for: the subject is then unique per IdP only.
+Owner = tuple[str, str, str, str]
 
 
 class NoteBook:
@@ -68,7 +70,12 @@ def _text(value: Any) -> str | None:
 
 
 def _owner(claims: dict[str, Any]) -> Owner:
-    return str(claims["iss"]), str(claims["sub"]), str(claims.get("tenant_id", ""))
+    return (
+        str(claims["iss"]),
+        str(claims.get("idp", "")),
+        str(claims["sub"]),
+        str(claims.get("tenant_id", "")),
+    )
 
 
 def register_tools(server: MCPServer, notebook: NoteBook) -> None:

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from fake_mcp_server import ServerSettings, create_app
+from fake_mcp_server.authorization import AuthorizationServerSettings, ClientCredentials
 from harness.commands._arguments import loopback_host, port
 from harness.servers import bind_loopback, serve_forever, socket_url
 
@@ -32,7 +33,55 @@ def register(subparsers: Any) -> None:
         "--host", type=loopback_host, default="127.0.0.1", help="loopback address (default: 127.0.0.1)"
     )
     parser.add_argument("--port", type=port, default=9100, help="port, 0 for a free one (default: 9100)")
+    parser.add_argument(
+        "--auth",
+        choices=("issuer", "id-jag"),
+        default="issuer",
+        help="issuer: accept the issuer's tokens (default); id-jag: run this server's own authorization"
+        " server, which exchanges ID-JAGs from trusted IdPs (SEP-990) for its access tokens",
+    )
+    parser.add_argument(
+        "--trust-idp",
+        action="append",
+        metavar="URL",
+        help="with --auth id-jag: an IdP whose ID-JAGs to accept (repeatable; default: --issuer)",
+    )
+    parser.add_argument(
+        "--client",
+        action="append",
+        type=_client,
+        metavar="ID:SECRET",
+        help="with --auth id-jag: a confidential client (client_secret_post) that may present ID-JAGs"
+        " (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-registration",
+        action="store_true",
+        help="with --auth id-jag: let confidential clients register themselves (RFC 7591)",
+    )
     parser.set_defaults(run=run)
+
+
+def _client(text: str) -> ClientCredentials:
+    try:
+        return ClientCredentials.parse(text)
+    except ValueError as exc:
+        # The message names the client id at most, never the secret.
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _authorization(args: argparse.Namespace) -> AuthorizationServerSettings | None:
+    if args.auth != "id-jag":
+        if args.trust_idp or args.client or args.allow_registration:
+            raise ValueError("--trust-idp, --client and --allow-registration need --auth id-jag")
+        return None
+    if args.jwks_url:
+        raise ValueError("--jwks-url applies to --auth issuer only")
+    return AuthorizationServerSettings(
+        trusted_idps=tuple(args.trust_idp or [args.issuer]),
+        clients=tuple(args.client or ()),
+        allow_registration=args.allow_registration,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,14 +94,30 @@ def run(args: argparse.Namespace) -> int:
         resource_url = args.resource_url or socket_url(sock) + "/mcp"
         try:
             settings = ServerSettings(
-                issuer_url=args.issuer, resource_url=resource_url, jwks_url=args.jwks_url
+                issuer_url=args.issuer,
+                resource_url=resource_url,
+                jwks_url=args.jwks_url,
+                authorization=_authorization(args),
             )
         except ValueError as exc:
             print(f"mcp-idfwd server: {exc}", file=sys.stderr)
             return 2
-        app = create_app(settings)
+        try:
+            app = create_app(settings)
+        except ValueError as exc:
+            print(f"mcp-idfwd server: {exc}", file=sys.stderr)
+            return 2
         print(f"mcp server: {resource_url}")
-        print(f"issuer:     {settings.issuer_url}")
-        print(f"jwks:       {settings.jwks_url or '(from discovery)'}", flush=True)
+        authorization_server = app.state.authorization_server
+        if authorization_server is None:
+            print(f"issuer:     {settings.issuer_url}")
+            print(f"jwks:       {settings.jwks_url or '(from discovery)'}", flush=True)
+        else:
+            authorization = authorization_server.settings
+            print(f"authorization server: {authorization_server.issuer} (ID-JAG, jwt-bearer grant)")
+            print(f"trusted idps:         {', '.join(authorization.trusted_idps)}")
+            clients = ", ".join(client.client_id for client in authorization.clients) or "(none)"
+            registration = " + self-registered" if authorization.allow_registration else ""
+            print(f"clients:              {clients}{registration}", flush=True)
         serve_forever(app, sock)
     return 0
