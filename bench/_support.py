@@ -11,7 +11,7 @@ operations and divides by `batch` (batch 1 for latencies; a larger batch for mic
 whose operation is too short to time alone). Within a repeat the modes take turns sample by
 sample, and the mode that goes first rotates, so drift and a noisy neighbour hurt every mode
 alike. A figure is reported as **min/median across repeats**: `best` is the lowest repeat
-median, `median` the median of the repeat medians, `p95` the median of the repeat p95s. Latency
+median, `median` the median of the repeat medians; `p95` is that of all samples pooled. Latency
 figures use n >= 200 per repeat and repeats >= 3 (`--quick` runs may use less: rough figures).
 Operations that need fresh input each time draw it from an iterator (`next(tokens)`). Checking
 that an operation succeeded belongs in the operation (raise on failure), so a failing mode cannot
@@ -110,18 +110,22 @@ class Measurement:
         return median(self.repeat_medians)
 
     @property
+    def pooled(self) -> list[float]:
+        return [sample for samples in self.repeats for sample in samples]
+
+    @property
     def p95(self) -> float:
-        """The median of the repeat p95s."""
-        return median([percentile(samples, 95) for samples in self.repeats])
+        """The p95 of all samples (a p95 of one repeat's few hundred samples moves too much alone)."""
+        return percentile(self.pooled, 95)
 
     def samples_summary(self, unit: str) -> dict[str, Any]:
         """The raw samples pooled over all repeats, in `unit`, as figures carry them in JSON."""
         scale = UNIT_SCALE[unit]
-        pooled = [sample for samples in self.repeats for sample in samples]
+        pooled = self.pooled
         return {
             "min": min(pooled) * scale,
             "median": median(pooled) * scale,
-            "p95": percentile(pooled, 95) * scale,
+            "p95": self.p95 * scale,
             "n": len(pooled),
             "repeats": len(self.repeats),
             "batch": self.batch,

@@ -93,7 +93,8 @@ async def measure(args: argparse.Namespace) -> int:
                 made = source.calls - before
                 passed = made == expected and not wrong
                 ok &= passed
-                report.add(f"{name}.issue_token_calls", made, "count", label=label, headline=True)
+                calls = f"issue-token calls for {label}"
+                report.add(f"{name}.issue_token_calls", made, "count", label=calls, headline=True)
                 report.add(f"{name}.expected", expected, "count", label=f"{label}: expected")
                 report.add(f"{name}.wrong_answers", len(wrong), "count", label=f"{label}: wrong answers")
                 report.add(f"{name}.wall", elapsed, "s", label=f"{label}: wall time")

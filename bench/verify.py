@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         f" cryptography {cryptography.__version__}. Each verifier checks signature, exp, iss and aud of\n"
         f"the same tokens; the verifiers take turns, {args.repeats} repeats of {args.n} samples of"
         f" {args.batch} verifications each.\n"
-        "µs per verification: min / median across repeats of the repeat medians; p95 of the samples;\n"
+        "µs per verification: min / median across repeats of the repeat medians; p95 of all samples;\n"
         "'÷ ours fresh': this row's median divided by JWKSTokenVerifier's on a fresh token"
         " (> 1: we are faster)."
     )
