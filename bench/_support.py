@@ -8,11 +8,12 @@ returning an awaitable) that performs one operation::
 
 Every mode is timed in `repeats` repeats of `n` samples; each sample times `batch` consecutive
 operations and divides by `batch` (batch 1 for latencies; a larger batch for micro-benchmarks
-whose operation is too short to time alone). Within a repeat the modes take turns sample by
-sample, and the mode that goes first rotates, so drift and a noisy neighbour hurt every mode
-alike. A figure is reported as **min/median across repeats**: `best` is the lowest repeat
-median, `median` the median of the repeat medians; `p95` is that of all samples pooled. Latency
-figures use n >= 200 per repeat and repeats >= 3 (`--quick` runs may use less: rough figures).
+whose operation is too short to time alone). Within a repeat the modes take turns
+sample by sample, and the mode that goes first rotates, so drift and a noisy neighbour hurt
+every mode alike (`paired_ratio` compares two modes repeat by repeat). A figure is reported as
+**min/median across repeats**: `best` is the lowest repeat median, `median` the median of the
+repeat medians; `p95` is that of all samples pooled. Latency figures use n >= 200 per repeat
+and repeats >= 3 (`--quick` runs may use less: rough figures).
 Operations that need fresh input each time draw it from an iterator (`next(tokens)`). Checking
 that an operation succeeded belongs in the operation (raise on failure), so a failing mode cannot
 look fast.
@@ -21,10 +22,12 @@ Structured output (`Report`): a benchmark script calls `add_json_out_argument(pa
 its figures in a `Report` (`report.add(...)` for a single value, `report.measured(...)` for a
 `Measurement`), and calls `report.write(args.json_out)` at the end. `mcp-idfwd bench` passes
 `--json-out PATH` to each script and gathers the files into `--json FILE` and the "Headline
-figures" table of `--results FILE`. A figure is `name` (dotted, stable, e.g. `verify.ES256.ours_fresh`),
-`label` (for people), `unit`, `value`, `headline` (whether the README shows it) and, when it was
-measured, `samples`: the raw samples' `min`, `median`, `p95` and `n`, plus `repeats`, `batch`
-and the per-repeat medians (`repeat_medians`), all in the figure's unit.
+figures" table of `--results FILE` (a script that does not take `--json-out` yet is marked
+`writes_figures=False` in harness/commands/bench.py). A figure is `name` (dotted, stable, unique
+within its benchmark, e.g. `ES256.ours_fresh`), `label` (for people), `unit`, `value`,
+`headline` (whether the README shows it) and, when it was measured, `samples`: the raw samples'
+`min`, `median`, `p95` and `n`, plus `repeats`, `batch` and the per-repeat medians
+(`repeat_medians`), all in the figure's unit.
 
 Benchmarks put the servers in a child process so the load generator and the code under
 measurement do not share one GIL; the child prints one line saying where it listens, and
@@ -187,6 +190,18 @@ async def interleave(
                     elapsed = clock() - start
                 timings[name][repeat].append(elapsed / batch)
     return {name: Measurement(tuple(tuple(samples) for samples in timings[name]), batch) for name in names}
+
+
+def paired_ratio(numerator: Measurement, denominator: Measurement) -> float:
+    """numerator ÷ denominator for two modes measured in the same `interleave` call.
+
+    The ratio is taken repeat by repeat (median ÷ median) and the median of those is returned:
+    a disturbance that slows one repeat slows both modes in it, so it cancels in that repeat's ratio.
+    """
+    if len(numerator.repeats) != len(denominator.repeats):
+        raise ValueError("paired_ratio needs two measurements from the same interleave() call")
+    pairs = zip(numerator.repeat_medians, denominator.repeat_medians, strict=True)
+    return median([top / bottom for top, bottom in pairs])
 
 
 def min_median(measurement: Measurement, unit: str, digits: int = 2) -> str:
