@@ -1,6 +1,7 @@
 """Issuer throughput: issue-token requests per second and latency at 1, 16 and 64 concurrent clients.
 
     python bench/issuer_throughput.py [--algs RS256 ES256 EdDSA] [--clients 1 16 64] [--seconds 3] [--quick]
+                                     [--json-out PATH]
 
 For each algorithm the issuer runs in its own process (so this load generator does not share
 its GIL) and is loaded over keep-alive HTTP connections, one per concurrent client. In the same
@@ -24,6 +25,8 @@ from urllib.parse import urlsplit
 
 import jwt
 from _support import (
+    Report,
+    add_json_out_argument,
     issuer_process,
     machine_summary,
     markdown_table,
@@ -50,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per level (default 3)")
     parser.add_argument("--sign-seconds", type=float, default=2.0, help="raw signing seconds (default 2)")
     parser.add_argument("--quick", action="store_true", help="1 s per level, 0.5 s raw signing")
+    add_json_out_argument(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.sign_seconds = 1.0, 0.5
@@ -207,15 +211,31 @@ def cpu_per_request(level: dict[str, Any]) -> str:
     return "n/a" if cpu is None or not level["rate"] else f"{cpu / level['rate'] * 1e6:.0f}"
 
 
+def report_level(report: Report, alg: str, clients: int, level: dict[str, Any], signing: float) -> None:
+    """One load level's figures; its latencies come from one run of `requests` requests."""
+    about = f"{alg}, {clients} client{'s' if clients > 1 else ''}"
+    prefix = f"{alg}.clients_{clients}"
+    report.add(f"{prefix}.requests", level["requests"], "count", label=f"requests measured, {about}")
+    report.add(f"{prefix}.rate", level["rate"], "req/s", label=f"issue-token req/s, {about}", headline=True)
+    report.add(f"{prefix}.p50", level["p50"] * 1e3, "ms", label=f"issue-token p50, {about}")
+    report.add(
+        f"{prefix}.p99", level["p99"] * 1e3, "ms", label=f"issue-token p99, {about}", headline=clients >= 64
+    )
+    report.add(f"{prefix}.non_200", level["failures"], "count", label=f"non-200 answers, {about}")
+    report.add(f"{prefix}.over_raw_sign", level["rate"] / signing, "x", label=f"req/s ÷ raw signing, {about}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     users = [f"bench-user-{n}" for n in range(max(args.clients))]
     signing: dict[str, float] = {}
     rows: list[list[object]] = []
+    report = Report("issuer_throughput")
     commands: set[str] = set()
     failures = 0
     for alg in args.algs:
         signing[alg] = raw_signing_rate(alg, args.sign_seconds)
+        report.add(f"{alg}.raw_sign", signing[alg], "ops/s", label=f"raw PyJWT jwt.encode, one thread, {alg}")
         secret = secrets.token_urlsafe(24)
         with issuer_process(alg, secret) as issuer:
             commands.add(issuer.command.replace(alg, "ALG"))
@@ -228,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                     measure_level(issuer.url, secret, issuer.pid, users, clients, args.seconds)
                 )
                 failures += level["failures"]
+                report_level(report, alg, clients, level, signing[alg])
                 rows.append(
                     [
                         alg,
@@ -280,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print()
+    report.write(args.json_out)
     return 1 if failures else 0
 
 

@@ -1,6 +1,6 @@
 """Single flight and caching: how many issue-token calls N concurrent tool calls cause.
 
-    python bench/single_flight.py [--calls 100] [--quick]
+    python bench/single_flight.py [--calls 100] [--quick] [--json-out PATH]
 
 N concurrent `whoami` calls of one user through one `MCPToolRuntime` must cause exactly one
 issue-token call; N concurrent calls of N different users exactly N; the same N users again
@@ -17,7 +17,7 @@ import sys
 import time
 
 import anyio
-from _support import machine_summary, markdown_table
+from _support import Report, add_json_out_argument, machine_summary, markdown_table
 
 from client_runtime import (
     EnterpriseTokenClient,
@@ -53,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--calls", type=int, default=100, help="N: concurrent tool calls (default 100)")
     parser.add_argument("--quick", action="store_true", help="N = 20")
+    add_json_out_argument(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.calls = 20
@@ -62,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def measure(args: argparse.Namespace) -> int:
     n = args.calls
     rows: list[list[object]] = []
+    report = Report("single_flight")
     ok = True
     logging.disable(logging.INFO)  # the mcp SDK's per-request INFO lines
     with LocalStack(StackSettings()) as stack:
@@ -79,7 +81,7 @@ async def measure(args: argparse.Namespace) -> int:
                 if result.is_error or subject != user_id:
                     wrong.append(user_id)
 
-            async def scenario(label: str, user_ids: list[str], expected: int) -> None:
+            async def scenario(name: str, label: str, user_ids: list[str], expected: int) -> None:
                 nonlocal ok
                 before = source.calls
                 wrong: list[str] = []
@@ -91,6 +93,11 @@ async def measure(args: argparse.Namespace) -> int:
                 made = source.calls - before
                 passed = made == expected and not wrong
                 ok &= passed
+                calls = f"issue-token calls for {label}"
+                report.add(f"{name}.issue_token_calls", made, "count", label=calls, headline=True)
+                report.add(f"{name}.expected", expected, "count", label=f"{label}: expected")
+                report.add(f"{name}.wrong_answers", len(wrong), "count", label=f"{label}: wrong answers")
+                report.add(f"{name}.wall", elapsed, "s", label=f"{label}: wall time")
                 rows.append(
                     [
                         label,
@@ -103,9 +110,9 @@ async def measure(args: argparse.Namespace) -> int:
                     ]
                 )
 
-            await scenario(f"{n} concurrent calls, 1 user, cold cache", [lone_user] * n, 1)
-            await scenario(f"{n} concurrent calls, {n} users, cold cache", many_users, n)
-            await scenario(f"the same {n} users again, warm cache", many_users, 0)
+            await scenario("one_user_cold", f"{n} concurrent calls, 1 user, cold cache", [lone_user] * n, 1)
+            await scenario("many_users_cold", f"{n} concurrent calls, {n} users, cold cache", many_users, n)
+            await scenario("many_users_warm", f"the same {n} users again, warm cache", many_users, 0)
 
     print(f"### Single flight and caching ({machine_summary()})")
     print()
@@ -121,6 +128,7 @@ async def measure(args: argparse.Namespace) -> int:
         )
     )
     print()
+    report.write(args.json_out)
     return 0 if ok else 1
 
 

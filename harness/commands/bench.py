@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
+import os
 import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Each benchmark and the arguments that make it a short run (`--quick`).
-BENCHMARKS: dict[str, tuple[str, ...]] = {
-    "e2e_overhead": ("--quick",),
-    "issuer_throughput": ("--quick",),
-    "single_flight": ("--quick",),
-    "verify": ("--rounds", "5"),
+from harness.commands._bench_figures import FiguresUnreadable, headline_table, read_figures
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A script in bench/: the arguments that make it a short run, and whether it writes figures."""
+
+    quick: tuple[str, ...] = ("--quick",)
+    # Takes `--json-out PATH` (bench/_support.py `Report`); one that does not has no figures.
+    writes_figures: bool = True
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "e2e_overhead": Benchmark(writes_figures=False),
+    "issuer_throughput": Benchmark(),
+    "single_flight": Benchmark(),
+    "verify": Benchmark(),
 }
 
 
@@ -44,7 +59,15 @@ def register(subparsers: Any) -> None:
         "--results",
         metavar="FILE",
         type=Path,
-        help="also write the tables to FILE (markdown), headed by the command, commit and machine",
+        help="also write the tables to FILE (markdown), headed by the command, commit and machine"
+        " and the headline figures (bench/readme_figures.py copies those into the README)",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        type=Path,
+        help="also write every figure to FILE as JSON: one object per benchmark, each figure with"
+        " name, unit, value and, where sampled, its samples' min, median, p95 and n",
     )
     parser.set_defaults(run=run)
 
@@ -75,7 +98,14 @@ def _commit(cwd: Path) -> str:
     return found.stdout.strip() or "unknown"
 
 
-def _results_document(argv: list[str], outputs: list[tuple[str, str]], cwd: Path) -> str:
+def _machine() -> str:
+    system = f"{platform.system()} {platform.machine()}"
+    return f"{system}, {os.cpu_count()} CPU(s), Python {platform.python_version()}"
+
+
+def _results_document(
+    argv: list[str], outputs: list[tuple[str, str]], benchmarks: list[dict[str, Any]], cwd: Path
+) -> str:
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = [
         "# Benchmark results",
@@ -86,13 +116,51 @@ def _results_document(argv: list[str], outputs: list[tuple[str, str]], cwd: Path
         shlex.join(["mcp-idfwd", "bench", *argv]),
         "```",
         "",
-        f"at commit `{_commit(cwd)}` on {when}; {platform.system()} {platform.machine()},"
-        f" Python {platform.python_version()}. Figures vary from run to run and machine to machine;"
-        " compare columns within one run.",
+        f"at commit `{_commit(cwd)}` on {when}; {_machine()}. Figures vary from run to run and"
+        " machine to machine; compare columns within one run.",
+        "",
+        "## Headline figures",
+        "",
+        headline_table(benchmarks),
         "",
     ]
-    sections = [f"## bench/{name}.py\n\n{output.strip()}\n" for name, output in outputs]
+    sections = [f"## bench/{name}.py\n\n{output.strip()}\n" for name, output in outputs if output.strip()]
     return "\n".join(header) + "\n" + "\n".join(sections)
+
+
+def _json_document(argv: list[str], benchmarks: list[dict[str, Any]], cwd: Path) -> str:
+    document = {
+        "command": ["mcp-idfwd", "bench", *argv],
+        "commit": _commit(cwd),
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "benchmarks": benchmarks,
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _run_benchmark(name: str, directory: Path, quick: bool, scratch: Path) -> dict[str, Any]:
+    """Run one benchmark script; its outcome, figures included, as the JSON object for it."""
+    benchmark = BENCHMARKS[name]
+    script = directory / f"{name}.py"
+    outcome: dict[str, Any] = {"name": name, "script": f"bench/{name}.py", "figures": []}
+    if not script.is_file():
+        print(f"mcp-idfwd bench: {script} is missing", file=sys.stderr)
+        return outcome | {"argv": [], "exit_status": 2, "seconds": 0.0, "output": ""}
+    argv = list(benchmark.quick if quick else ())
+    print(f"$ python bench/{name}.py {shlex.join(argv)}".rstrip(), flush=True)
+    figures_file = scratch / f"{name}.json"
+    extra = ["--json-out", str(figures_file)] if benchmark.writes_figures else []
+    start = time.monotonic()
+    status, output = _run_one([sys.executable, str(script), *argv, *extra], directory.parent)
+    outcome |= {"argv": argv, "exit_status": status, "seconds": round(time.monotonic() - start, 1)}
+    if benchmark.writes_figures and status == 0:
+        try:
+            outcome["figures"] = read_figures(figures_file, name)
+        except FiguresUnreadable as exc:
+            print(f"mcp-idfwd bench: {exc}", file=sys.stderr)
+            outcome["exit_status"] = 1
+    return outcome | {"output": output}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,25 +177,24 @@ def run(args: argparse.Namespace) -> int:
         message = f"mcp-idfwd bench: unknown benchmark(s) {', '.join(unknown)}; choose from {known}"
         print(message, file=sys.stderr)
         return 2
-    outcomes: list[tuple[str, int, float]] = []
-    outputs: list[tuple[str, str]] = []
-    for name in args.names or list(BENCHMARKS):
-        script = directory / f"{name}.py"
-        if not script.is_file():
-            print(f"mcp-idfwd bench: {script} is missing", file=sys.stderr)
-            outcomes.append((name, 2, 0.0))
-            continue
-        command = [sys.executable, str(script), *(BENCHMARKS[name] if args.quick else ())]
-        print(f"$ python bench/{name}.py {shlex.join(command[2:])}".rstrip(), flush=True)
-        start = time.monotonic()
-        status, output = _run_one(command, directory.parent)
-        outcomes.append((name, status, time.monotonic() - start))
-        outputs.append((name, output))
-    print("benchmark            exit   seconds")
-    for name, status, seconds in outcomes:
-        print(f"{name:<20} {status:>4}   {seconds:7.1f}")
+    names = args.names or list(BENCHMARKS)
+    with tempfile.TemporaryDirectory(prefix="mcp-idfwd-bench-") as scratch:
+        outcomes = [_run_benchmark(name, directory, args.quick, Path(scratch)) for name in names]
+    print("benchmark            exit   seconds   figures")
+    for outcome in outcomes:
+        print(
+            f"{outcome['name']:<20} {outcome['exit_status']:>4}   {outcome['seconds']:7.1f}"
+            f"   {len(outcome['figures']):7d}"
+        )
+    argv = [*args.names, *(["--quick"] if args.quick else [])]
+    argv += [*(["--results", str(args.results)] if args.results else [])]
+    argv += [*(["--json", str(args.json)] if args.json else [])]
+    outputs = [(outcome["name"], outcome.pop("output")) for outcome in outcomes]
     if args.results is not None:
-        argv = [*args.names, *(["--quick"] if args.quick else []), "--results", str(args.results)]
-        args.results.write_text(_results_document(argv, outputs, directory.parent), encoding="utf-8")
+        document = _results_document(argv, outputs, outcomes, directory.parent)
+        args.results.write_text(document, encoding="utf-8")
         print(f"results written to {args.results}")
-    return 0 if all(status == 0 for _, status, _ in outcomes) else 1
+    if args.json is not None:
+        args.json.write_text(_json_document(argv, outcomes, directory.parent), encoding="utf-8")
+        print(f"figures written to {args.json}")
+    return 0 if all(outcome["exit_status"] == 0 for outcome in outcomes) else 1
