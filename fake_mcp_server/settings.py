@@ -63,6 +63,9 @@ class VerifierSettings:
     # Empty means `typ` is not checked; otherwise a token without `typ` is refused.
     accepted_types: tuple[str, ...] = ("JWT", "at+jwt", "application/at+jwt")
     max_token_bytes: int = 16384
+    # Seconds a token may live (`exp - iat`, or `exp - now` without `iat`): a stolen long-lived
+    # token would outlast every key rotation and revocation.
+    max_token_lifetime: float = 86400.0
     # After a refresh for an unknown `kid` that did not find it (or after a failed fetch), no
     # further fetch for this long: a flood of made-up kids costs the issuer one request per
     # interval at most. A refresh that finds the new key (a real rotation) does not count.
@@ -95,6 +98,8 @@ class VerifierSettings:
             raise ValueError(f"unsupported or symmetric algorithms: {', '.join(map(repr, unsupported))}")
         if self.leeway < 0:
             raise ValueError("leeway must not be negative")
+        if self.max_token_lifetime <= 0:
+            raise ValueError("max_token_lifetime must be positive")
         if self.max_token_bytes <= 0 or self.max_jwks_bytes <= 0:
             raise ValueError("size limits must be positive")
         if self.cache_size < 0:

@@ -25,6 +25,7 @@ ISSUER = "http://127.0.0.1:9000"
         {"leeway": -1},
         {"max_token_bytes": 0},
         {"cache_size": -1},
+        {"max_token_lifetime": 0},
         {"http_timeout": 0},
         {"min_jwks_refresh_interval": 10, "max_jwks_max_age": 5},
     ],

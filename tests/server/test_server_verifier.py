@@ -285,3 +285,92 @@ async def test_allow_list_is_configurable(jwks_host: JWKSHost, keys: Keys) -> No
         assert (await verifier.verify(_token(jwks_host, keys.ed))).subject == "user-1"
         with pytest.raises(TokenRejected, match="algorithm not allowed"):
             await verifier.verify(_token(jwks_host, keys.rsa))
+
+
+async def test_cached_token_is_forgotten_once_its_key_is_withdrawn(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    held = _token(jwks_host, keys.rsa)
+    await verifier.verify(held)
+    await verifier.verify(held)
+    assert len(count_decodes) == 1  # remembered
+    # The issuer rotates and stops publishing rsa-1; a token for the new key makes us refresh.
+    successor = _new_rsa("rsa-2")
+    jwks_host.keys = [successor.public_jwk()]
+    assert (await verifier.verify(_token(jwks_host, successor))).subject == "user-1"
+    with pytest.raises(TokenRejected, match="unknown signing key"):
+        await verifier.verify(held)
+
+
+async def test_cached_token_is_forgotten_when_its_kid_gets_other_material(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys
+) -> None:
+    held = _token(jwks_host, keys.rsa)
+    await verifier.verify(held)
+    # Same kid, another key (rsa_other is "rsa-1" too), plus a new kid that forces a refresh.
+    successor = _new_rsa("rsa-2")
+    jwks_host.keys = [keys.rsa_other.public_jwk(), successor.public_jwk()]
+    await verifier.verify(_token(jwks_host, successor))
+    with pytest.raises(TokenRejected, match="bad signature"):
+        await verifier.verify(held)
+
+
+async def test_cached_token_is_rechecked_once_its_key_set_is_stale(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    # max-age=0: the set that vouched for the key is stale as soon as it arrives, so a remembered
+    # token must not be served from the cache; it is checked again (which starts a refresh).
+    jwks_host.cache_control = "max-age=0"
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, min_jwks_refresh_interval=0)
+    async with JWKSTokenVerifier(settings) as verifier:
+        token = _token(jwks_host, keys.rsa)
+        await verifier.verify(token)
+        await verifier.verify(token)
+        assert len(count_decodes) == 2
+        assert verifier.jwks.fetches == 2
+
+
+async def test_cached_token_is_served_while_its_key_set_is_fresh(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    token = _token(jwks_host, keys.rsa)
+    for _ in range(3):
+        await verifier.verify(token)
+    assert len(count_decodes) == 1
+    assert verifier.jwks.fetches == 1
+
+
+@pytest.mark.parametrize(
+    ("claims", "drop", "accepted"),
+    [
+        ({"iat": 1_000_000, "exp": 1_000_000 + 86400}, (), True),
+        ({"iat": 1_000_000, "exp": 1_000_000 + 86401}, (), False),
+        ({"iat": 1_000_000, "exp": 1_000_000 + 10 * 365 * 86400}, (), False),
+        ({"exp": 1_000_000 + 2 * 86400}, ("iat",), False),  # no iat: counted from now
+    ],
+    ids=["exactly-a-day", "a-day-and-a-second", "ten-years", "no-iat-two-days"],
+)
+async def test_token_lifetime_is_capped(
+    jwks_host: JWKSHost, keys: Keys, claims: dict[str, int], drop: tuple[str, ...], accepted: bool
+) -> None:
+    now = int(time.time())
+    shifted = {name: value - 1_000_000 + now for name, value in claims.items()}
+    settings = VerifierSettings(
+        audience=AUDIENCE, issuer=jwks_host.url, required_claims=("iss", "sub", "aud", "exp")
+    )
+    async with JWKSTokenVerifier(settings) as verifier:
+        token = _token(jwks_host, keys.rsa, claims={"nbf": now, **shifted}, drop=drop)
+        if accepted:
+            assert (await verifier.verify(token)).subject == "user-1"
+        else:
+            with pytest.raises(TokenRejected, match="token lifetime too long"):
+                await verifier.verify(token)
+
+
+async def test_token_lifetime_cap_is_configurable(jwks_host: JWKSHost, keys: Keys) -> None:
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, max_token_lifetime=300)
+    async with JWKSTokenVerifier(settings) as verifier:
+        now = int(time.time())
+        assert await verifier.verify(_token(jwks_host, keys.rsa, claims={"iat": now, "exp": now + 300}))
+        with pytest.raises(TokenRejected, match="token lifetime too long"):
+            await verifier.verify(_token(jwks_host, keys.rsa, claims={"iat": now, "exp": now + 301}))
