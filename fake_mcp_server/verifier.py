@@ -17,7 +17,6 @@ import base64
 import binascii
 import json
 import logging
-import math
 import re
 import sys
 import time
@@ -64,7 +63,13 @@ _SHARED_CLAIM_VALUES = frozenset({"iss", "aud", "azp", "client_id", "tenant_id",
 
 
 def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object with its member names interned: cached tokens share them instead of a copy each."""
+    """A JSON object, refused if a member name repeats (RFC 7515 §5.2, RFC 7519 §4): parsers
+    disagree on which one wins, and `{"alg":"none",...,"alg":"RS256"}` lives in that gap.
+
+    Member names are interned, so cached tokens share them instead of a copy each.
+    """
+    if len({name for name, _ in pairs}) != len(pairs):
+        raise TokenRejected("duplicate member in token")
     return {
         sys.intern(name): sys.intern(value)
         if name in _SHARED_CLAIM_VALUES and isinstance(value, str) and len(value) <= 256
@@ -100,9 +105,16 @@ class _Verified:
 _ACCESS_TOKEN_FIELDS = set(AccessToken.model_fields)
 
 
+# The largest NumericDate we take: a float counts whole seconds exactly up to here, and no real
+# token comes near (it is some 285 million years away). Larger integers would overflow floats.
+_MAX_TIME = 2**53
+
+
 def _is_time(value: Any) -> bool:
-    """A NumericDate (RFC 7519 §2): a finite number, not a string, not a bool."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A NumericDate (RFC 7519 §2): a finite number of sane size, not a string, not a bool."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return -_MAX_TIME <= value <= _MAX_TIME  # False for nan and ±inf too
 
 
 def _normalised_type(value: str) -> str:
@@ -265,8 +277,14 @@ class JWKSTokenVerifier:
         ):
             raise TokenRejected("wrong audience")
         subject = claims.get("sub")
-        if subject is not None and (not isinstance(subject, str) or not subject):
+        # Servers key users by (iss, sub): a blank or unprintable subject is nobody to key by.
+        if subject is not None and (
+            not isinstance(subject, str) or not subject.strip() or not subject.isprintable()
+        ):
             raise TokenRejected("invalid sub claim")
+        tenant = claims.get("tenant_id")
+        if tenant is not None and not isinstance(tenant, str):
+            raise TokenRejected("invalid tenant_id claim")
         jti = claims.get("jti")
         if jti is not None and not isinstance(jti, str):
             raise TokenRejected("invalid jti claim")
