@@ -33,7 +33,7 @@ from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
 from fake_mcp_server.errors import SigningKeysUnavailable, TokenRejected
-from fake_mcp_server.settings import ALGORITHM_KEY_TYPES, VerifierSettings
+from fake_mcp_server.settings import ALGORITHM_KEY_TYPES, VerifierSettings, require_secure_transport
 
 __all__ = ["JWKSCache", "KeyTrust"]
 
@@ -318,6 +318,10 @@ class JWKSCache:
         jwks_uri = document.get("jwks_uri")
         if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("http://", "https://")):
             raise _JWKSFetchError("discovery document has no usable jwks_uri")
+        try:
+            require_secure_transport("jwks_uri", jwks_uri, self._settings.allow_insecure_http)
+        except ValueError as exc:
+            raise _JWKSFetchError(str(exc)) from None
         self._jwks_url = jwks_uri
         return jwks_uri
 

@@ -32,6 +32,11 @@ def register(subparsers: Any) -> None:
         "--host", type=loopback_host, default="127.0.0.1", help="loopback address (default: 127.0.0.1)"
     )
     parser.add_argument("--port", type=port, default=9100, help="port, 0 for a free one (default: 9100)")
+    parser.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="accept plain http issuer, JWKS and resource URLs off loopback (tokens travel in clear text)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -45,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
         resource_url = args.resource_url or socket_url(sock) + "/mcp"
         try:
             settings = ServerSettings(
-                issuer_url=args.issuer, resource_url=resource_url, jwks_url=args.jwks_url
+                issuer_url=args.issuer,
+                resource_url=resource_url,
+                jwks_url=args.jwks_url,
+                allow_insecure_http=args.allow_insecure_http,
             )
         except ValueError as exc:
             print(f"mcp-idfwd server: {exc}", file=sys.stderr)

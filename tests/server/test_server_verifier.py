@@ -467,3 +467,13 @@ async def test_blank_or_unprintable_subject_is_refused(
 ) -> None:
     with pytest.raises(TokenRejected, match="invalid sub claim"):
         await verifier.verify(_token(jwks_host, keys.rsa, claims={"sub": subject}))
+
+
+async def test_discovery_naming_a_plain_http_jwks_off_loopback_is_not_followed(
+    jwks_host: JWKSHost, keys: Keys
+) -> None:
+    jwks_host.discovery_jwks_uri = "http://keys.example/jwks.json"
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        with pytest.raises(SigningKeysUnavailable):
+            await verifier.verify(_token(jwks_host, keys.rsa))
+    assert jwks_host.fetches == 0
