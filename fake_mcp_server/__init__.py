@@ -1,17 +1,20 @@
 """A real MCP server whose every request is checked by `JWKSTokenVerifier`.
 
 `JWKSTokenVerifier` is the part MCP server authors take home: it implements the mcp SDK's
-`TokenVerifier` protocol. `create_app` builds the reference server around it.
+`TokenVerifier` protocol. `BearerAuthMiddleware` gives any `BearerTokenVerifier` RFC 6750
+challenges. `create_app` builds the reference server around them.
 """
 
 from fake_mcp_server.app import create_app
 from fake_mcp_server.bearer import BearerAuthMiddleware
 from fake_mcp_server.errors import SigningKeysUnavailable, TokenRejected
 from fake_mcp_server.settings import ServerSettings, VerifierSettings
+from fake_mcp_server.token_verifier import BearerTokenVerifier
 from fake_mcp_server.verifier import JWKSTokenVerifier
 
 __all__ = [
     "BearerAuthMiddleware",
+    "BearerTokenVerifier",
     "JWKSTokenVerifier",
     "ServerSettings",
     "SigningKeysUnavailable",

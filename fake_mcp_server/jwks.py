@@ -209,7 +209,7 @@ class JWKSCache:
         if keys is None or self._too_stale(keys):
             await self._wait_for_refresh(wanted_kid=kid)
             if self._keys is None or self._keys is keys:  # no fresh set arrived
-                raise SigningKeysUnavailable("signing keys unavailable")
+                raise SigningKeysUnavailable(retry_after=self._settings.min_jwks_refresh_interval)
             keys = self._keys
         elif self.clock() >= keys.expires_at:
             self._start_refresh_if_allowed(wanted_kid=None)
