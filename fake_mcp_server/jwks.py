@@ -9,7 +9,8 @@ Refresh rules, in one place:
   flight, if any, which may predate the kid's publication); if that refresh does not bring the
   kid, or any fetch fails, nothing is fetched again for `min_jwks_refresh_interval` (a flood of
   made-up kids cannot make us hammer the issuer, a real rotation is picked up at once);
-- at most one fetch is in flight (single flight); everyone who needs it waits on that one;
+- at most one fetch is in flight (single flight); everyone who needs it waits on that one, for
+  at most `jwks_fetch_deadline` (discovery and JWKS together), then it counts as failed;
 - when a fetch fails the cached keys keep serving for up to `jwks_stale_if_error` past expiry.
 
 Each published key has a `KeyTrust`, shared by every token it verified: it says until when the
@@ -263,8 +264,9 @@ class JWKSCache:
 
     async def _refresh(self, wanted_kid: str | None) -> None:
         try:
-            keys = await self._download()
-        except (httpx.HTTPError, _JWKSFetchError, ValueError, RecursionError) as exc:
+            async with asyncio.timeout(self._settings.jwks_fetch_deadline):
+                keys = await self._download()
+        except (httpx.HTTPError, _JWKSFetchError, ValueError, RecursionError, TimeoutError) as exc:
             self._quiet_until = self.clock() + self._settings.min_jwks_refresh_interval
             logger.warning("JWKS refresh failed (%s); keeping the cached keys", _describe(exc))
         else:
@@ -344,4 +346,6 @@ def _describe(exc: Exception) -> str:
         return str(exc)
     if isinstance(exc, httpx.HTTPError):
         return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, TimeoutError):
+        return "it outlasted jwks_fetch_deadline"
     return "response is not valid JSON"

@@ -112,6 +112,10 @@ class VerifierSettings:
     # Verified tokens remembered (LRU); 0 turns the cache off.
     cache_size: int = 10_000
     http_timeout: float = 5.0
+    # One deadline on a whole key fetch (discovery + JWKS, however slowly the bytes come):
+    # `http_timeout` bounds each read, so a server dripping a byte at a time could hold every
+    # request that waits for keys for as long as it likes. Past it, those requests get the 503.
+    jwks_fetch_deadline: float = 10.0
     # Accept plain http to non-loopback hosts (issuer, jwks_url, the jwks_uri discovery names,
     # an http audience). Off by default: tokens and keys would travel in clear text.
     allow_insecure_http: bool = False
@@ -144,8 +148,8 @@ class VerifierSettings:
             raise ValueError("JWKS intervals must not be negative")
         if self.max_jwks_max_age < self.min_jwks_refresh_interval:
             raise ValueError("max_jwks_max_age must be at least min_jwks_refresh_interval")
-        if self.http_timeout <= 0:
-            raise ValueError("http_timeout must be positive")
+        if self.http_timeout <= 0 or self.jwks_fetch_deadline <= 0:
+            raise ValueError("http_timeout and jwks_fetch_deadline must be positive")
 
 
 @dataclass(frozen=True)
