@@ -1,7 +1,8 @@
 """A real MCP server whose every request is checked by `JWKSTokenVerifier`.
 
 `JWKSTokenVerifier` is the part MCP server authors take home: it implements the mcp SDK's
-`TokenVerifier` protocol. `create_app` builds the reference server around it; with
+`TokenVerifier` protocol. `BearerAuthMiddleware` gives any `BearerTokenVerifier` RFC 6750
+challenges. `create_app` builds the reference server around them; with
 `ServerSettings(authorization=AuthorizationServerSettings(...))` the server also runs its own
 authorization server that accepts ID-JAGs (`fake_mcp_server.authorization`).
 """
@@ -11,11 +12,13 @@ from fake_mcp_server.authorization import AuthorizationServerSettings, ClientCre
 from fake_mcp_server.bearer import BearerAuthMiddleware
 from fake_mcp_server.errors import SigningKeysUnavailable, TokenRejected
 from fake_mcp_server.settings import ServerSettings, VerifierSettings
+from fake_mcp_server.token_verifier import BearerTokenVerifier
 from fake_mcp_server.verifier import JWKSTokenVerifier
 
 __all__ = [
     "AuthorizationServerSettings",
     "BearerAuthMiddleware",
+    "BearerTokenVerifier",
     "ClientCredentials",
     "JWKSTokenVerifier",
     "ServerSettings",

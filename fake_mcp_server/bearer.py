@@ -13,6 +13,7 @@ find out which issuer to ask. On success it sets `scope["user"]`/`scope["auth"]`
 from __future__ import annotations
 
 import logging
+import math
 
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
@@ -21,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fake_mcp_server.errors import SigningKeysUnavailable, TokenRejected
-from fake_mcp_server.verifier import JWKSTokenVerifier
+from fake_mcp_server.token_verifier import BearerTokenVerifier
 
 __all__ = ["BearerAuthMiddleware"]
 
@@ -29,9 +30,12 @@ logger = logging.getLogger(__name__)
 
 
 class BearerAuthMiddleware:
-    """Wrap `app` so it only ever sees requests whose Bearer token `verifier` accepts."""
+    """Wrap `app` so it only ever sees requests whose Bearer token `verifier` accepts.
 
-    def __init__(self, app: ASGIApp, verifier: JWKSTokenVerifier, resource_metadata_url: str) -> None:
+    `verifier` is any `BearerTokenVerifier`, e.g. `JWKSTokenVerifier`.
+    """
+
+    def __init__(self, app: ASGIApp, verifier: BearerTokenVerifier, resource_metadata_url: str) -> None:
         self._app = AuthContextMiddleware(app)
         self._verifier = verifier
         self._resource_metadata_url = resource_metadata_url
@@ -67,9 +71,7 @@ class BearerAuthMiddleware:
             response = JSONResponse(
                 {"error": "temporarily_unavailable", "error_description": exc.description},
                 status_code=503,
-                headers={
-                    "Retry-After": str(max(1, round(self._verifier.settings.min_jwks_refresh_interval)))
-                },
+                headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
             )
             await response(scope, receive, send)
             return

@@ -20,5 +20,10 @@ class TokenRejected(Exception):
 class SigningKeysUnavailable(TokenRejected):
     """The issuer's signing keys could not be obtained, so no token can be checked right now.
 
-    A fault on the server's side (or the issuer's), not the caller's: the server answers 503.
+    A fault on the server's side (or the issuer's), not the caller's: the server answers 503
+    with `Retry-After` (whole seconds, at least 1) from `retry_after`.
     """
+
+    def __init__(self, retry_after: float, description: str = "signing keys unavailable") -> None:
+        super().__init__(description)
+        self.retry_after = retry_after

@@ -9,8 +9,14 @@ Refresh rules, in one place:
   flight, if any, which may predate the kid's publication); if that refresh does not bring the
   kid, or any fetch fails, nothing is fetched again for `min_jwks_refresh_interval` (a flood of
   made-up kids cannot make us hammer the issuer, a real rotation is picked up at once);
-- at most one fetch is in flight (single flight); everyone who needs it waits on that one;
+- at most one fetch is in flight (single flight); everyone who needs it waits on that one, for
+  at most `jwks_fetch_deadline` (discovery and JWKS together), then it counts as failed;
 - when a fetch fails the cached keys keep serving for up to `jwks_stale_if_error` past expiry.
+
+Each published key has a `KeyTrust`, shared by every token it verified: it says until when the
+last fetched set vouched for the key. A refresh that still lists the key (with the same
+material) extends it; one that drops or changes it withdraws it for good, and the verifier then
+forgets the tokens that key verified.
 """
 
 from __future__ import annotations
@@ -28,9 +34,9 @@ from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
 from fake_mcp_server.errors import SigningKeysUnavailable, TokenRejected
-from fake_mcp_server.settings import ALGORITHM_KEY_TYPES, VerifierSettings
+from fake_mcp_server.settings import ALGORITHM_KEY_TYPES, VerifierSettings, require_secure_transport
 
-__all__ = ["JWKSCache"]
+__all__ = ["JWKSCache", "KeyTrust"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,23 @@ _USABLE_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
 
 class _JWKSFetchError(Exception):
     """The JWKS (or the discovery document pointing at it) could not be used."""
+
+
+class KeyTrust:
+    """How long one published key counts as confirmed by the issuer (on the `JWKSCache` clock).
+
+    `confirmed_until` is the expiry of the newest fetched set that listed the key; it becomes
+    -inf, for good, once a fetched set no longer lists it (or lists other material under its kid).
+    """
+
+    __slots__ = ("confirmed_until",)
+
+    def __init__(self, confirmed_until: float) -> None:
+        self.confirmed_until = confirmed_until
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.confirmed_until == -math.inf
 
 
 class _KeySet:
@@ -65,6 +88,15 @@ class _KeySet:
 
     def has_kid(self, kid: str) -> bool:
         return kid in self._by_kid
+
+    def material(self) -> dict[str | None, str]:
+        """Each key id the set can resolve (None for the lone kid-less key), with its JWKs as text."""
+        listed: dict[str | None, str] = {
+            kid: json.dumps(entries, sort_keys=True) for kid, entries in self._by_kid.items()
+        }
+        if len(self._entries) == 1:
+            listed[None] = json.dumps(self._entries, sort_keys=True)
+        return listed
 
     def find(self, kid: str | None, alg: str) -> PyJWK | None:
         """The key for a token with this `kid` and `alg`, or None if the kid is not in the set."""
@@ -148,30 +180,39 @@ class JWKSCache:
         client: httpx.AsyncClient,
         *,
         clock: Callable[[], float] = time.monotonic,
+        on_withdrawn: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
-        self._clock = clock
+        self.clock = clock
+        self._on_withdrawn = on_withdrawn
         self._jwks_url = settings.jwks_url
         self._keys: _KeySet | None = None
+        # Key id -> (its JWKs as text, its trust): a key keeps its trust across refreshes only
+        # while its material stays the same.
+        self._trust: dict[str | None, tuple[str, KeyTrust]] = {}
         self._in_flight: asyncio.Task[None] | None = None
         # No fetch starts before this moment (after a failure, or a refresh that did not find its kid).
         self._quiet_until = -math.inf
         self.fetches = 0
 
-    async def key_for(self, kid: str | None, alg: str) -> PyJWK:
-        """The key to check a token with this `kid` and `alg` (already on the allow-list).
+    async def key_for(self, kid: str | None, alg: str) -> tuple[PyJWK, KeyTrust]:
+        """The key to check a token with this `kid` and `alg` (already on the allow-list), and its trust.
 
         Raises `TokenRejected` when no such key is published and `SigningKeysUnavailable`
         when there are no usable keys at all.
         """
+        key = await self._key(kid, alg)
+        return key, self._trust[kid][1]
+
+    async def _key(self, kid: str | None, alg: str) -> PyJWK:
         keys = self._keys
         if keys is None or self._too_stale(keys):
             await self._wait_for_refresh(wanted_kid=kid)
             if self._keys is None or self._keys is keys:  # no fresh set arrived
-                raise SigningKeysUnavailable("signing keys unavailable")
+                raise SigningKeysUnavailable(retry_after=self._settings.min_jwks_refresh_interval)
             keys = self._keys
-        elif self._clock() >= keys.expires_at:
+        elif self.clock() >= keys.expires_at:
             self._start_refresh_if_allowed(wanted_kid=None)
         key = keys.find(kid, alg)
         if key is not None:
@@ -197,7 +238,7 @@ class JWKSCache:
 
     def _too_stale(self, keys: _KeySet) -> bool:
         """Past even the stale-if-error allowance: such keys are never used."""
-        return self._clock() >= keys.expires_at + self._settings.jwks_stale_if_error
+        return self.clock() >= keys.expires_at + self._settings.jwks_stale_if_error
 
     async def aclose(self) -> None:
         task, self._in_flight = self._in_flight, None
@@ -215,7 +256,7 @@ class JWKSCache:
     def _start_refresh_if_allowed(self, wanted_kid: str | None) -> asyncio.Task[None] | None:
         if self._in_flight is not None:
             return self._in_flight
-        if self._clock() < self._quiet_until:
+        if self.clock() < self._quiet_until:
             return None
         self.fetches += 1
         self._in_flight = asyncio.ensure_future(self._refresh(wanted_kid))
@@ -223,16 +264,39 @@ class JWKSCache:
 
     async def _refresh(self, wanted_kid: str | None) -> None:
         try:
-            keys = await self._download()
-        except (httpx.HTTPError, _JWKSFetchError, ValueError, RecursionError) as exc:
-            self._quiet_until = self._clock() + self._settings.min_jwks_refresh_interval
+            async with asyncio.timeout(self._settings.jwks_fetch_deadline):
+                keys = await self._download()
+        except (httpx.HTTPError, _JWKSFetchError, ValueError, RecursionError, TimeoutError) as exc:
+            self._quiet_until = self.clock() + self._settings.min_jwks_refresh_interval
             logger.warning("JWKS refresh failed (%s); keeping the cached keys", _describe(exc))
         else:
             self._keys = keys
+            self._confirm(keys)
             if wanted_kid is not None and not keys.has_kid(wanted_kid):
-                self._quiet_until = self._clock() + self._settings.min_jwks_refresh_interval
+                self._quiet_until = self.clock() + self._settings.min_jwks_refresh_interval
         finally:
             self._in_flight = None
+
+    def _confirm(self, keys: _KeySet) -> None:
+        """Extend the trust of every key `keys` lists as before; withdraw the trust of all others."""
+        trust: dict[str | None, tuple[str, KeyTrust]] = {}
+        withdrawn = False
+        for kid, material in keys.material().items():
+            known = self._trust.pop(kid, None)
+            if known is not None and known[0] == material:
+                known[1].confirmed_until = keys.expires_at
+                trust[kid] = known
+            else:
+                trust[kid] = (material, KeyTrust(keys.expires_at))
+                if known is not None:
+                    known[1].confirmed_until = -math.inf
+                    withdrawn = True
+        for _, gone in self._trust.values():
+            gone.confirmed_until = -math.inf
+            withdrawn = True
+        self._trust = trust
+        if withdrawn and self._on_withdrawn is not None:
+            self._on_withdrawn()
 
     async def _download(self) -> _KeySet:
         url = self._jwks_url or await self._discover()
@@ -244,7 +308,7 @@ class JWKSCache:
         lifetime = min(
             max(lifetime, self._settings.min_jwks_refresh_interval), self._settings.max_jwks_max_age
         )
-        return _KeySet.from_document(document, expires_at=self._clock() + lifetime)
+        return _KeySet.from_document(document, expires_at=self.clock() + lifetime)
 
     async def _discover(self) -> str:
         issuer = self._settings.issuer
@@ -256,6 +320,10 @@ class JWKSCache:
         jwks_uri = document.get("jwks_uri")
         if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("http://", "https://")):
             raise _JWKSFetchError("discovery document has no usable jwks_uri")
+        try:
+            require_secure_transport("jwks_uri", jwks_uri, self._settings.allow_insecure_http)
+        except ValueError as exc:
+            raise _JWKSFetchError(str(exc)) from None
         self._jwks_url = jwks_uri
         return jwks_uri
 
@@ -278,4 +346,6 @@ def _describe(exc: Exception) -> str:
         return str(exc)
     if isinstance(exc, httpx.HTTPError):
         return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, TimeoutError):
+        return "it outlasted jwks_fetch_deadline"
     return "response is not valid JSON"

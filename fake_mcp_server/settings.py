@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
@@ -9,7 +10,13 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from fake_mcp_server.authorization.settings import AuthorizationServerSettings
 
-__all__ = ["ALGORITHM_KEY_TYPES", "DEFAULT_ALGORITHMS", "ServerSettings", "VerifierSettings"]
+__all__ = [
+    "ALGORITHM_KEY_TYPES",
+    "DEFAULT_ALGORITHMS",
+    "ServerSettings",
+    "VerifierSettings",
+    "require_secure_transport",
+]
 
 # The asymmetric algorithms a verifier can accept, each with the JWK key type and curves it needs.
 # HMAC and `none` are deliberately absent: a verifier that only holds public keys must never
@@ -40,10 +47,34 @@ DEFAULT_ALGORITHMS: tuple[str, ...] = (
 )
 
 
-def _require_http_url(name: str, value: str) -> None:
+def _require_http_url(name: str, value: str, allow_insecure_http: bool) -> None:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"{name} must be an absolute http(s) URL")
+    require_secure_transport(name, value, allow_insecure_http)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_secure_transport(name: str, url: str, allow_insecure_http: bool) -> None:
+    """Refuse plain http to a host off this machine: Bearer tokens and keys would cross in clear text.
+
+    Loopback (127.0.0.0/8, ::1, localhost) may use http; anything else needs https unless
+    `allow_insecure_http` is set.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname or ""):
+        raise ValueError(
+            f"{name} uses plain http to a non-loopback host; use https"
+            " (or set allow_insecure_http to accept it)"
+        )
 
 
 @dataclass(frozen=True)
@@ -66,6 +97,9 @@ class VerifierSettings:
     # Empty means `typ` is not checked; otherwise a token without `typ` is refused.
     accepted_types: tuple[str, ...] = ("JWT", "at+jwt", "application/at+jwt")
     max_token_bytes: int = 16384
+    # Seconds a token may live (`exp - iat`, or `exp - now` without `iat`): a stolen long-lived
+    # token would outlast every key rotation and revocation.
+    max_token_lifetime: float = 86400.0
     # After a refresh for an unknown `kid` that did not find it (or after a failed fetch), no
     # further fetch for this long: a flood of made-up kids costs the issuer one request per
     # interval at most. A refresh that finds the new key (a real rotation) does not count.
@@ -81,6 +115,13 @@ class VerifierSettings:
     # Verified tokens remembered (LRU); 0 turns the cache off.
     cache_size: int = 10_000
     http_timeout: float = 5.0
+    # One deadline on a whole key fetch (discovery + JWKS, however slowly the bytes come):
+    # `http_timeout` bounds each read, so a server dripping a byte at a time could hold every
+    # request that waits for keys for as long as it likes. Past it, those requests get the 503.
+    jwks_fetch_deadline: float = 10.0
+    # Accept plain http to non-loopback hosts (issuer, jwks_url, the jwks_uri discovery names,
+    # an http audience). Off by default: tokens and keys would travel in clear text.
+    allow_insecure_http: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.audience, str) or not self.audience:
@@ -88,9 +129,11 @@ class VerifierSettings:
         if self.issuer is None and self.jwks_url is None:
             raise ValueError("one of issuer or jwks_url is required")
         if self.issuer is not None:
-            _require_http_url("issuer", self.issuer)
+            _require_http_url("issuer", self.issuer, self.allow_insecure_http)
         if self.jwks_url is not None:
-            _require_http_url("jwks_url", self.jwks_url)
+            _require_http_url("jwks_url", self.jwks_url, self.allow_insecure_http)
+        # The audience is the server's own resource URL when it is a URL at all.
+        require_secure_transport("audience", self.audience, self.allow_insecure_http)
         if not self.algorithms:
             raise ValueError("algorithms must not be empty")
         unsupported = [alg for alg in self.algorithms if alg not in ALGORITHM_KEY_TYPES]
@@ -98,6 +141,8 @@ class VerifierSettings:
             raise ValueError(f"unsupported or symmetric algorithms: {', '.join(map(repr, unsupported))}")
         if self.leeway < 0:
             raise ValueError("leeway must not be negative")
+        if self.max_token_lifetime <= 0:
+            raise ValueError("max_token_lifetime must be positive")
         if self.max_token_bytes <= 0 or self.max_jwks_bytes <= 0:
             raise ValueError("size limits must be positive")
         if self.cache_size < 0:
@@ -106,8 +151,8 @@ class VerifierSettings:
             raise ValueError("JWKS intervals must not be negative")
         if self.max_jwks_max_age < self.min_jwks_refresh_interval:
             raise ValueError("max_jwks_max_age must be at least min_jwks_refresh_interval")
-        if self.http_timeout <= 0:
-            raise ValueError("http_timeout must be positive")
+        if self.http_timeout <= 0 or self.jwks_fetch_deadline <= 0:
+            raise ValueError("http_timeout and jwks_fetch_deadline must be positive")
 
 
 @dataclass(frozen=True)
@@ -135,14 +180,16 @@ class ServerSettings:
     # reports every session start on stderr, noise for a server embedded in tests and demos.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
     authorization: AuthorizationServerSettings | None = None
+    # Passed on to the default verifier settings; see `VerifierSettings.allow_insecure_http`.
+    allow_insecure_http: bool = False
 
     def __post_init__(self) -> None:
-        _require_http_url("issuer_url", self.issuer_url)
-        _require_http_url("resource_url", self.resource_url)
+        _require_http_url("issuer_url", self.issuer_url, self.allow_insecure_http)
+        _require_http_url("resource_url", self.resource_url, self.allow_insecure_http)
         if not urlsplit(self.resource_url).path.strip("/"):
             raise ValueError("resource_url must include the MCP endpoint path, e.g. /mcp")
         if self.jwks_url is not None:
-            _require_http_url("jwks_url", self.jwks_url)
+            _require_http_url("jwks_url", self.jwks_url, self.allow_insecure_http)
         if self.verifier is not None:
             if self.verifier.audience != self.resource_url:
                 raise ValueError("verifier.audience must equal resource_url")
@@ -157,4 +204,9 @@ class ServerSettings:
         """The verifier settings this server uses: `verifier` if given, else defaults for this issuer."""
         if self.verifier is not None:
             return self.verifier
-        return VerifierSettings(audience=self.resource_url, issuer=self.issuer_url, jwks_url=self.jwks_url)
+        return VerifierSettings(
+            audience=self.resource_url,
+            issuer=self.issuer_url,
+            jwks_url=self.jwks_url,
+            allow_insecure_http=self.allow_insecure_http,
+        )

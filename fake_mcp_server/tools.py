@@ -16,6 +16,7 @@ class Identity(BaseModel):
     """Who the server is acting for, as the verified token says."""
 
     sub: str
+    preferred_username: str | None = None
     email: str | None = None
     name: str | None = None
     tenant_id: str | None = None
@@ -28,10 +29,11 @@ class Notes(BaseModel):
     notes: list[str]
 
 
-# (iss, idp, sub, tenant_id): `sub` is only unique per issuer, and a user id may repeat across
-# tenants. `idp` is set when our own authorization server issued the token for a user an IdP
-# vouched for: the subject is then unique per IdP only.
-Owner = tuple[str, str, str, str]
+# (iss, idp, sub): the issuer gives each person a `sub` unique within it, so (iss, sub) names one
+# person. `idp` is set when our own authorization server issued the token for a user an IdP vouched
+# for: the subject is then unique per IdP only. `tenant_id` and `preferred_username` are readable
+# labels, never keys: a user id repeats across tenants.
+Owner = tuple[str, str, str]
 
 
 class NoteBook:
@@ -70,12 +72,7 @@ def _text(value: Any) -> str | None:
 
 
 def _owner(claims: dict[str, Any]) -> Owner:
-    return (
-        str(claims["iss"]),
-        str(claims.get("idp", "")),
-        str(claims["sub"]),
-        str(claims.get("tenant_id", "")),
-    )
+    return str(claims["iss"]), str(claims.get("idp", "")), str(claims["sub"])
 
 
 def register_tools(server: MCPServer, notebook: NoteBook) -> None:
@@ -87,6 +84,7 @@ def register_tools(server: MCPServer, notebook: NoteBook) -> None:
         claims = _verified_claims()
         return Identity(
             sub=str(claims["sub"]),
+            preferred_username=_text(claims.get("preferred_username")),
             email=_text(claims.get("email")),
             name=_text(claims.get("name")),
             tenant_id=_text(claims.get("tenant_id")),

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
-import math
 import re
+import sys
 import time
 from collections import OrderedDict
 from types import TracebackType
@@ -29,7 +28,7 @@ import httpx
 from mcp.server.auth.provider import AccessToken
 
 from fake_mcp_server.errors import TokenRejected
-from fake_mcp_server.jwks import JWKSCache
+from fake_mcp_server.jwks import JWKSCache, KeyTrust
 from fake_mcp_server.settings import VerifierSettings
 
 __all__ = ["JWKSTokenVerifier"]
@@ -59,9 +58,29 @@ def _decoded(segment: str) -> bytes:
     return data
 
 
+# Claims whose values repeat from token to token: stored once, shared by every cached token.
+_SHARED_CLAIM_VALUES = frozenset({"iss", "aud", "azp", "client_id", "tenant_id", "scope", "user_type"})
+
+
+def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused if a member name repeats (RFC 7515 §5.2, RFC 7519 §4): parsers
+    disagree on which one wins, and `{"alg":"none",...,"alg":"RS256"}` lives in that gap.
+
+    Member names are interned, so cached tokens share them instead of a copy each.
+    """
+    if len({name for name, _ in pairs}) != len(pairs):
+        raise TokenRejected("duplicate member in token")
+    return {
+        sys.intern(name): sys.intern(value)
+        if name in _SHARED_CLAIM_VALUES and isinstance(value, str) and len(value) <= 256
+        else value
+        for name, value in pairs
+    }
+
+
 def _json_object(segment: str) -> dict[str, Any]:
     try:
-        value = json.loads(_decoded(segment))
+        value = json.loads(_decoded(segment), object_pairs_hook=_members)
     except (binascii.Error, ValueError, RecursionError):
         raise TokenRejected("malformed token") from None
     if not isinstance(value, dict):
@@ -69,9 +88,33 @@ def _json_object(segment: str) -> dict[str, Any]:
     return value
 
 
+class _Verified:
+    """A token that passed every check, as the LRU keeps it: until its `exp` (rounded down), and
+    only while `trust` says the issuer still vouches for the key that verified it."""
+
+    __slots__ = ("access_token", "trust")
+
+    def __init__(self, access_token: AccessToken, trust: KeyTrust) -> None:
+        self.access_token = access_token
+        self.trust = trust
+
+
+# Every AccessToken we build sets all its fields; pydantic would give each its own copy of this
+# set (some 700 bytes, a third of a cached token). Field assignment only ever adds a name that is
+# already in it, so one set serves them all.
+_ACCESS_TOKEN_FIELDS = set(AccessToken.model_fields)
+
+
+# The largest NumericDate we take: a float counts whole seconds exactly up to here, and no real
+# token comes near (it is some 285 million years away). Larger integers would overflow floats.
+_MAX_TIME = 2**53
+
+
 def _is_time(value: Any) -> bool:
-    """A NumericDate (RFC 7519 §2): a finite number, not a string, not a bool."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A NumericDate (RFC 7519 §2): a finite number of sane size, not a string, not a bool."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return -_MAX_TIME <= value <= _MAX_TIME  # False for nan and ±inf too
 
 
 def _normalised_type(value: str) -> str:
@@ -89,12 +132,13 @@ class JWKSTokenVerifier:
         self.settings = settings
         self._owns_client = http_client is None
         self._client = http_client or httpx.AsyncClient(timeout=settings.http_timeout, follow_redirects=False)
-        self.jwks = JWKSCache(settings, self._client)
+        self.jwks = JWKSCache(settings, self._client, on_withdrawn=self._forget_withdrawn)
         self._algorithms = frozenset(settings.algorithms)
         self._accepted_types = frozenset(_normalised_type(t) for t in settings.accepted_types)
         self._checked_headers: dict[str, dict[str, Any]] = {}
-        # sha256(token) -> (AccessToken, exp): tokens that passed every check, until their exp.
-        self._verified: OrderedDict[bytes, tuple[AccessToken, float]] = OrderedDict()
+        # Tokens that passed every check, keyed by the token itself: the AccessToken holds it
+        # anyway, and str hashing (SipHash, keyed per process) is cheaper than a SHA-256.
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"JWKSTokenVerifier(audience={self.settings.audience!r}, issuer={self.settings.issuer!r})"
@@ -128,32 +172,35 @@ class JWKSTokenVerifier:
             raise TokenRejected("token too large")
         if not token.isascii():
             raise TokenRejected("malformed token")
-        digest = hashlib.sha256(token.encode("ascii")).digest()
-        remembered = self._verified.get(digest)
+        remembered = self._verified.get(token)
         if remembered is not None:
-            access_token, expires_at = remembered
-            if time.time() < expires_at:
-                self._verified.move_to_end(digest)
+            access_token = remembered.access_token
+            # Only tokens with an exp are remembered; expires_at holds it rounded down.
+            unexpired = time.time() < access_token.expires_at  # type: ignore[operator]
+            if unexpired and self.jwks.clock() < remembered.trust.confirmed_until:
+                self._verified.move_to_end(token)
                 return access_token
-            del self._verified[digest]
-        access_token = await self._verify_fresh(token)
-        self._remember(digest, access_token)
+            # Expired, or the key set that vouched for its key has gone stale: check it afresh,
+            # which refreshes the keys (or finds the key withdrawn).
+            del self._verified[token]
+        access_token, trust = await self._verify_fresh(token)
+        self._remember(token, access_token, trust)
         return access_token
 
-    async def _verify_fresh(self, token: str) -> AccessToken:
+    async def _verify_fresh(self, token: str) -> tuple[AccessToken, KeyTrust]:
         if _COMPACT_JWS.fullmatch(token) is None:
             raise TokenRejected("malformed token")
         header_segment, payload_segment, signature_segment = token.split(".")
         header = self._checked_header(header_segment)
         alg = header["alg"]
-        key = await self.jwks.key_for(header.get("kid"), alg)
+        key, trust = await self.jwks.key_for(header.get("kid"), alg)
         signature = _decoded(signature_segment)
         signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
         if not key.Algorithm.verify(signing_input, key.key, signature):
             raise TokenRejected("bad signature")
         claims = _json_object(payload_segment)
         self._check_claims(claims)
-        return self._access_token(token, claims)
+        return self._access_token(token, claims), trust
 
     def _checked_header(self, segment: str) -> dict[str, Any]:
         """The JOSE header, if it may go on to key lookup and signature verification."""
@@ -209,6 +256,10 @@ class JWKSTokenVerifier:
             value = claims.get(name)
             if value is not None and value > now + settings.leeway:
                 raise TokenRejected("token not yet valid")
+        # A long-lived token outlives any revocation; without iat, count from now.
+        issued_at = claims.get("iat")
+        if exp is not None and exp - (now if issued_at is None else issued_at) > settings.max_token_lifetime:
+            raise TokenRejected("token lifetime too long")
         if settings.issuer is not None:
             issuer = claims.get("iss")
             if issuer is None:
@@ -226,8 +277,14 @@ class JWKSTokenVerifier:
         ):
             raise TokenRejected("wrong audience")
         subject = claims.get("sub")
-        if subject is not None and (not isinstance(subject, str) or not subject):
+        # Servers key users by (iss, sub): a blank or unprintable subject is nobody to key by.
+        if subject is not None and (
+            not isinstance(subject, str) or not subject.strip() or not subject.isprintable()
+        ):
             raise TokenRejected("invalid sub claim")
+        tenant = claims.get("tenant_id")
+        if tenant is not None and not isinstance(tenant, str):
+            raise TokenRejected("invalid tenant_id claim")
         jti = claims.get("jti")
         if jti is not None and not isinstance(jti, str):
             raise TokenRejected("invalid jti claim")
@@ -237,7 +294,9 @@ class JWKSTokenVerifier:
         if not isinstance(client_id, str):
             raise TokenRejected("invalid client_id claim")
         expires_at = claims.get("exp")
-        return AccessToken(
+        # Every field was checked above (claims are a JSON object, `sub` a string or absent).
+        return AccessToken.model_construct(
+            _ACCESS_TOKEN_FIELDS,
             token=token,
             client_id=client_id,
             scopes=_scopes(claims),
@@ -247,14 +306,20 @@ class JWKSTokenVerifier:
             claims=claims,
         )
 
-    def _remember(self, digest: bytes, access_token: AccessToken) -> None:
+    def _remember(self, token: str, access_token: AccessToken, trust: KeyTrust) -> None:
         exp = (access_token.claims or {}).get("exp")
         # Only tokens with an exp still ahead: a cached answer must never outlive the token.
         if self.settings.cache_size == 0 or exp is None or exp <= time.time():
             return
-        self._verified[digest] = (access_token, float(exp))
+        self._verified[token] = _Verified(access_token, trust)
         if len(self._verified) > self.settings.cache_size:
             self._verified.popitem(last=False)
+
+    def _forget_withdrawn(self) -> None:
+        """Drop every remembered token whose key the issuer no longer publishes."""
+        withdrawn = [token for token, entry in self._verified.items() if entry.trust.withdrawn]
+        for token in withdrawn:
+            del self._verified[token]
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:

@@ -17,7 +17,15 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["ServedApp", "bind_loopback", "serve_forever", "serve_in_thread", "socket_url", "start_in_thread"]
+__all__ = [
+    "ServedApp",
+    "ServerLimits",
+    "bind_loopback",
+    "serve_forever",
+    "serve_in_thread",
+    "socket_url",
+    "start_in_thread",
+]
 
 
 def bind_loopback(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -77,22 +85,51 @@ class ServedApp:
         self.thread.join(timeout)
 
 
-def _config(app: Any, log_level: str) -> uvicorn.Config:
+@dataclass(frozen=True)
+class ServerLimits:
+    """What a server grants slow or greedy clients, as far as uvicorn lets us bound it.
+
+    - `limit_concurrency`: open connections (and running requests) beyond it get 503 at once;
+    - `timeout_keep_alive`: seconds an idle kept-alive connection stays open between requests;
+    - `h11_max_incomplete_event_size`: bytes of unfinished request head buffered (the h11
+      parser only; with httptools, uvicorn's choice when installed, the parser's own rules apply);
+    - `timeout_graceful_shutdown`: seconds in-flight requests get when the server stops.
+
+    uvicorn has no deadline for a request head or body that arrives slowly, nor for a new
+    connection that sends nothing: such a client holds one connection, counted against
+    `limit_concurrency`, until it goes away.
+    """
+
+    limit_concurrency: int = 1000
+    timeout_keep_alive: int = 5
+    h11_max_incomplete_event_size: int = 64 * 1024
+    timeout_graceful_shutdown: int = 1
+
+
+def _config(app: Any, log_level: str, limits: ServerLimits) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         log_level=log_level,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=1,
         ws="none",
+        limit_concurrency=limits.limit_concurrency,
+        timeout_keep_alive=limits.timeout_keep_alive,
+        h11_max_incomplete_event_size=limits.h11_max_incomplete_event_size,
+        timeout_graceful_shutdown=limits.timeout_graceful_shutdown,
     )
 
 
 def start_in_thread(
-    app: Any, sock: socket.socket, *, log_level: str = "warning", startup_timeout: float = 30.0
+    app: Any,
+    sock: socket.socket,
+    *,
+    log_level: str = "warning",
+    startup_timeout: float = 30.0,
+    limits: ServerLimits = ServerLimits(),
 ) -> ServedApp:
     """Serve `app` on the listening `sock` in a daemon thread; return once it accepts requests."""
-    server = _Server(_config(app, log_level))
+    server = _Server(_config(app, log_level, limits))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
@@ -107,15 +144,19 @@ def start_in_thread(
 
 
 @contextmanager
-def serve_in_thread(app: Any, sock: socket.socket, *, log_level: str = "warning") -> Iterator[ServedApp]:
+def serve_in_thread(
+    app: Any, sock: socket.socket, *, log_level: str = "warning", limits: ServerLimits = ServerLimits()
+) -> Iterator[ServedApp]:
     """Context manager form of `start_in_thread`: stops the server on exit."""
-    served = start_in_thread(app, sock, log_level=log_level)
+    served = start_in_thread(app, sock, log_level=log_level, limits=limits)
     try:
         yield served
     finally:
         served.stop()
 
 
-def serve_forever(app: Any, sock: socket.socket, *, log_level: str = "info") -> None:
+def serve_forever(
+    app: Any, sock: socket.socket, *, log_level: str = "info", limits: ServerLimits = ServerLimits()
+) -> None:
     """Serve `app` in the foreground until Ctrl-C or SIGTERM (used by the CLI)."""
-    uvicorn.Server(_config(app, log_level)).run(sockets=[sock])
+    uvicorn.Server(_config(app, log_level, limits)).run(sockets=[sock])

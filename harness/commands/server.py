@@ -59,6 +59,11 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="with --auth id-jag: let confidential clients register themselves (RFC 7591)",
     )
+    parser.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="accept plain http issuer, JWKS and resource URLs off loopback (tokens travel in clear text)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -98,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
                 resource_url=resource_url,
                 jwks_url=args.jwks_url,
                 authorization=_authorization(args),
+                allow_insecure_http=args.allow_insecure_http,
             )
         except ValueError as exc:
             print(f"mcp-idfwd server: {exc}", file=sys.stderr)

@@ -75,6 +75,7 @@ class JWKSHost:
         self.cache_control: str | None = "max-age=300"
         self.failing = False
         self.discovery_issuer: str | None = None  # what discovery claims the issuer is (default: url)
+        self.discovery_jwks_uri: str | None = None  # the jwks_uri discovery names (default: jwks_url)
         self.fetches = 0
         self._fetched = threading.Condition()
         self.app = Starlette(
@@ -97,7 +98,12 @@ class JWKSHost:
                 raise TimeoutError(f"JWKS fetched {self.fetches} times, expected {count}")
 
     async def _discovery(self, request: Request) -> Response:
-        return JSONResponse({"issuer": self.discovery_issuer or self.url, "jwks_uri": self.jwks_url})
+        return JSONResponse(
+            {
+                "issuer": self.discovery_issuer or self.url,
+                "jwks_uri": self.discovery_jwks_uri or self.jwks_url,
+            }
+        )
 
     async def _jwks(self, request: Request) -> Response:
         with self._fetched:

@@ -54,3 +54,23 @@ def test_cli_server_verifies_tokens_from_the_issuer(cli_server: str, jwks_host: 
 def test_cli_server_refuses_bad_settings(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert "mcp-idfwd server:" in capsys.readouterr().err
+
+
+def test_cli_server_refuses_plain_http_issuer_off_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["server", "--issuer", "http://idp.example", "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert "allow_insecure_http" in error and len(error.strip().splitlines()) == 1
+
+
+def test_cli_server_accepts_plain_http_issuer_when_allowed() -> None:
+    command = [
+        sys.executable, "-m", "harness", "server", "--issuer", "http://idp.example", "--port", "0",
+        "--allow-insecure-http",
+    ]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            assert process.stdout.readline().startswith("mcp server: "), process.stderr.read()
+        finally:
+            process.terminate()
+            process.wait(timeout=10)

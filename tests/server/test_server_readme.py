@@ -57,6 +57,22 @@ def _closing_verifier(app: Starlette, verifier: Any) -> Starlette:
     return Starlette(routes=[Mount("/", app=app)], lifespan=lifespan)
 
 
+def _alice(host: JWKSHost, keys: Keys, resource: str, **claims: Any) -> str:
+    return mint(
+        keys.rsa, issuer=host.url, audience=resource, claims={"preferred_username": "alice", **claims}
+    )
+
+
+async def _call(resource: str, token: str, tool: str, **arguments: Any) -> str:
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http,
+        Client(streamable_http_client(resource, http_client=http)) as client,
+    ):
+        result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    return result.content[0].text  # type: ignore[union-attr]
+
+
 async def test_readme_snippet_serves_the_verified_user(jwks_host: JWKSHost, keys: Keys) -> None:
     sock = bind_loopback()
     resource = socket_url(sock) + "/mcp"
@@ -67,13 +83,14 @@ async def test_readme_snippet_serves_the_verified_user(jwks_host: JWKSHost, keys
             refused = await anonymous.post(resource, json={})
         assert refused.status_code == 401
 
-        token = mint(keys.rsa, issuer=jwks_host.url, audience=resource, claims={"sub": "alice"})
-        async with (
-            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http,
-            Client(streamable_http_client(resource, http_client=http)) as client,
-        ):
-            result = await client.call_tool("whoami", {})
-        assert result.content[0].text == "alice"  # type: ignore[union-attr]
+        acme_alice = _alice(jwks_host, keys, resource, sub="5f1c", tenant_id="acme")
+        globex_alice = _alice(jwks_host, keys, resource, sub="9b2e", tenant_id="globex")
+        assert await _call(resource, acme_alice, "whoami") == "alice"
+        assert await _call(resource, acme_alice, "add_note", text="acme plans") == "acme plans"
+        # Same readable name, another tenant and subject: another person, with notes of her own.
+        assert await _call(resource, globex_alice, "whoami") == "alice"
+        assert await _call(resource, globex_alice, "add_note", text="globex plans") == "globex plans"
+        assert await _call(resource, acme_alice, "add_note", text="more") == "acme plans\nmore"
 
         elsewhere = mint(keys.rsa, issuer=jwks_host.url, audience="http://127.0.0.1:1/mcp")
         async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {elsewhere}"}) as http:

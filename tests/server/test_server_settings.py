@@ -25,6 +25,7 @@ ISSUER = "http://127.0.0.1:9000"
         {"leeway": -1},
         {"max_token_bytes": 0},
         {"cache_size": -1},
+        {"max_token_lifetime": 0},
         {"http_timeout": 0},
         {"min_jwks_refresh_interval": 10, "max_jwks_max_age": 5},
     ],
@@ -66,3 +67,47 @@ def test_server_settings_build_a_verifier_for_the_resource() -> None:
     settings = ServerSettings(issuer_url=ISSUER, resource_url=AUDIENCE, jwks_url=ISSUER + "/jwks")
     verifier = settings.verifier_settings()
     assert (verifier.audience, verifier.issuer, verifier.jwks_url) == (AUDIENCE, ISSUER, ISSUER + "/jwks")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"issuer": "http://issuer.example"},
+        {"jwks_url": "http://keys.example/jwks.json"},
+        {"audience": "http://mcp.example/mcp"},
+        {"issuer": "http://10.0.0.5:9000"},
+        {"issuer": "http://[::ffff:10.0.0.5]:9000"},
+    ],
+    ids=lambda options: ",".join(f"{k}={v}" for k, v in options.items()),
+)
+def test_plain_http_off_loopback_is_refused_unless_allowed(options: dict[str, Any]) -> None:
+    settings = {"audience": AUDIENCE, "issuer": ISSUER, **options}
+    with pytest.raises(ValueError, match="allow_insecure_http") as refused:
+        VerifierSettings(**settings)
+    assert next(iter(options)) in str(refused.value)
+    assert VerifierSettings(**settings, allow_insecure_http=True)
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "http://127.0.0.1:9000",
+        "http://127.8.9.10",
+        "http://[::1]:9000",
+        "http://localhost:9000",
+        "https://idp.example",
+    ],
+)
+def test_loopback_http_and_any_https_are_accepted(issuer: str) -> None:
+    assert VerifierSettings(audience="https://mcp.example/mcp", issuer=issuer).issuer == issuer
+
+
+def test_server_settings_refuse_plain_http_off_loopback_unless_allowed() -> None:
+    with pytest.raises(ValueError, match=r"resource_url .*allow_insecure_http"):
+        ServerSettings(issuer_url=ISSUER, resource_url="http://mcp.example/mcp")
+    with pytest.raises(ValueError, match=r"issuer_url .*allow_insecure_http"):
+        ServerSettings(issuer_url="http://idp.example", resource_url=AUDIENCE)
+    allowed = ServerSettings(
+        issuer_url="http://idp.example", resource_url="http://mcp.example/mcp", allow_insecure_http=True
+    )
+    assert allowed.verifier_settings().allow_insecure_http

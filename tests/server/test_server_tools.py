@@ -42,12 +42,21 @@ async def _structured(client: Client, tool: str, **arguments: Any) -> dict[str, 
 
 
 async def test_whoami_returns_the_verified_user(server: RunningServer, keys: Keys) -> None:
-    token = _token(server, keys, sub="alice", email="alice@example.test", name="Alice", tenant_id="t1")
+    token = _token(
+        server,
+        keys,
+        sub="5f1c",
+        preferred_username="alice",
+        email="alice@example.test",
+        name="Alice",
+        tenant_id="t1",
+    )
     async with connect(server, token) as client:
         identity = await _structured(client, "whoami")
     claims = (await server.app.state.verifier.verify(token)).claims
     assert identity == {
-        "sub": "alice",
+        "sub": "5f1c",
+        "preferred_username": "alice",
         "email": "alice@example.test",
         "name": "Alice",
         "tenant_id": "t1",
@@ -65,9 +74,10 @@ async def test_echo(server: RunningServer, keys: Keys) -> None:
 
 
 async def test_users_never_see_each_others_notes(server: RunningServer, keys: Keys) -> None:
-    alice = _token(server, keys, sub="alice", tenant_id="t1")
-    bob = _token(server, keys, sub="bob", tenant_id="t1")
-    alice_elsewhere = _token(server, keys, sub="alice", tenant_id="t2")  # same user id, other tenant
+    alice = _token(server, keys, sub="5f1c", preferred_username="alice", tenant_id="t1")
+    bob = _token(server, keys, sub="77d0", preferred_username="bob", tenant_id="t1")
+    # Same readable user id in another tenant: another person, with another subject.
+    alice_elsewhere = _token(server, keys, sub="9b2e", preferred_username="alice", tenant_id="t2")
     async with connect(server, alice) as client:
         await _structured(client, "add_note", text="alice's secret")
     async with connect(server, bob) as client:
@@ -75,8 +85,17 @@ async def test_users_never_see_each_others_notes(server: RunningServer, keys: Ke
         assert await _structured(client, "list_notes") == {"notes": ["bob's plan"]}
     async with connect(server, alice_elsewhere) as client:
         assert await _structured(client, "list_notes") == {"notes": []}
-    async with connect(server, _token(server, keys, sub="alice", tenant_id="t1")) as client:
+    async with connect(server, _token(server, keys, sub="5f1c", tenant_id="t1")) as client:
         assert await _structured(client, "list_notes") == {"notes": ["alice's secret"]}
+
+
+async def test_notes_follow_the_subject_not_the_labels(server: RunningServer, keys: Keys) -> None:
+    """(iss, sub) is the person: the same subject under other labels still reaches its notes."""
+    async with connect(server, _token(server, keys, sub="5f1c", tenant_id="t1")) as client:
+        await _structured(client, "add_note", text="mine")
+    relabelled = _token(server, keys, sub="5f1c", tenant_id="t1-renamed", preferred_username="al")
+    async with connect(server, relabelled) as client:
+        assert await _structured(client, "list_notes") == {"notes": ["mine"]}
 
 
 async def test_bad_note_is_a_tool_error_not_a_crash(server: RunningServer, keys: Keys) -> None:
@@ -119,8 +138,11 @@ def test_a_session_belongs_to_the_user_who_opened_it(server: RunningServer, keys
         "params": {"name": "whoami", "arguments": {}},
     }
 
-    # Another valid token for someone else cannot ride on Alice's session.
+    # Another valid token for someone else cannot ride on Alice's session, not even one for a
+    # same-named user of another tenant.
     assert _rpc(server, _token(server, keys, sub="mallory"), whoami, session_id).status_code == 404
+    namesake = _token(server, keys, sub="9b2e", preferred_username="alice", tenant_id="globex")
+    assert _rpc(server, namesake, whoami, session_id).status_code == 404
     # A fresh token for Alice herself (tokens are short-lived and get replaced) can.
     reply = _rpc(server, _token(server, keys, sub="alice"), whoami, session_id)
     assert reply.status_code == 200

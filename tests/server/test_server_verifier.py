@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from server_support import JWKSHost, Keys, SigningKey, mint
+from server_support import JWKSHost, Keys, RunningServer, SigningKey, mint
 
 from fake_mcp_server import JWKSTokenVerifier, SigningKeysUnavailable, TokenRejected, VerifierSettings
 from fake_mcp_server.jwks import JWKSCache
@@ -285,3 +288,192 @@ async def test_allow_list_is_configurable(jwks_host: JWKSHost, keys: Keys) -> No
         assert (await verifier.verify(_token(jwks_host, keys.ed))).subject == "user-1"
         with pytest.raises(TokenRejected, match="algorithm not allowed"):
             await verifier.verify(_token(jwks_host, keys.rsa))
+
+
+async def test_cached_token_is_forgotten_once_its_key_is_withdrawn(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    held = _token(jwks_host, keys.rsa)
+    await verifier.verify(held)
+    await verifier.verify(held)
+    assert len(count_decodes) == 1  # remembered
+    # The issuer rotates and stops publishing rsa-1; a token for the new key makes us refresh.
+    successor = _new_rsa("rsa-2")
+    jwks_host.keys = [successor.public_jwk()]
+    assert (await verifier.verify(_token(jwks_host, successor))).subject == "user-1"
+    with pytest.raises(TokenRejected, match="unknown signing key"):
+        await verifier.verify(held)
+
+
+async def test_cached_token_is_forgotten_when_its_kid_gets_other_material(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys
+) -> None:
+    held = _token(jwks_host, keys.rsa)
+    await verifier.verify(held)
+    # Same kid, another key (rsa_other is "rsa-1" too), plus a new kid that forces a refresh.
+    successor = _new_rsa("rsa-2")
+    jwks_host.keys = [keys.rsa_other.public_jwk(), successor.public_jwk()]
+    await verifier.verify(_token(jwks_host, successor))
+    with pytest.raises(TokenRejected, match="bad signature"):
+        await verifier.verify(held)
+
+
+async def test_cached_token_is_rechecked_once_its_key_set_is_stale(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    # max-age=0: the set that vouched for the key is stale as soon as it arrives, so a remembered
+    # token must not be served from the cache; it is checked again (which starts a refresh).
+    jwks_host.cache_control = "max-age=0"
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, min_jwks_refresh_interval=0)
+    async with JWKSTokenVerifier(settings) as verifier:
+        token = _token(jwks_host, keys.rsa)
+        await verifier.verify(token)
+        await verifier.verify(token)
+        assert len(count_decodes) == 2
+        assert verifier.jwks.fetches == 2
+
+
+async def test_cached_token_is_served_while_its_key_set_is_fresh(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    token = _token(jwks_host, keys.rsa)
+    for _ in range(3):
+        await verifier.verify(token)
+    assert len(count_decodes) == 1
+    assert verifier.jwks.fetches == 1
+
+
+@pytest.mark.parametrize(
+    ("claims", "drop", "accepted"),
+    [
+        ({"iat": 1_000_000, "exp": 1_000_000 + 86400}, (), True),
+        ({"iat": 1_000_000, "exp": 1_000_000 + 86401}, (), False),
+        ({"iat": 1_000_000, "exp": 1_000_000 + 10 * 365 * 86400}, (), False),
+        ({"exp": 1_000_000 + 2 * 86400}, ("iat",), False),  # no iat: counted from now
+    ],
+    ids=["exactly-a-day", "a-day-and-a-second", "ten-years", "no-iat-two-days"],
+)
+async def test_token_lifetime_is_capped(
+    jwks_host: JWKSHost, keys: Keys, claims: dict[str, int], drop: tuple[str, ...], accepted: bool
+) -> None:
+    now = int(time.time())
+    shifted = {name: value - 1_000_000 + now for name, value in claims.items()}
+    settings = VerifierSettings(
+        audience=AUDIENCE, issuer=jwks_host.url, required_claims=("iss", "sub", "aud", "exp")
+    )
+    async with JWKSTokenVerifier(settings) as verifier:
+        token = _token(jwks_host, keys.rsa, claims={"nbf": now, **shifted}, drop=drop)
+        if accepted:
+            assert (await verifier.verify(token)).subject == "user-1"
+        else:
+            with pytest.raises(TokenRejected, match="token lifetime too long"):
+                await verifier.verify(token)
+
+
+async def test_token_lifetime_cap_is_configurable(jwks_host: JWKSHost, keys: Keys) -> None:
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, max_token_lifetime=300)
+    async with JWKSTokenVerifier(settings) as verifier:
+        now = int(time.time())
+        assert await verifier.verify(_token(jwks_host, keys.rsa, claims={"iat": now, "exp": now + 300}))
+        with pytest.raises(TokenRejected, match="token lifetime too long"):
+            await verifier.verify(_token(jwks_host, keys.rsa, claims={"iat": now, "exp": now + 301}))
+
+
+def _raw_jws(key: SigningKey, header: str, payload: str) -> str:
+    """A JWS whose header and payload are exactly this JSON text, signed by `key`."""
+
+    def encoded(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+    signing_input = f"{encoded(header)}.{encoded(payload)}"
+    algorithm = jwt.get_algorithm_by_name(key.alg)
+    signature = algorithm.sign(signing_input.encode(), key.private_key)
+    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def _claims_text(host: JWKSHost, **overrides: Any) -> str:
+    now = int(time.time())
+    claims = {"iss": host.url, "sub": "user-1", "aud": AUDIENCE, "iat": now, "exp": now + 300, **overrides}
+    return json.dumps(claims)
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+async def test_huge_time_values_are_invalid_not_a_crash(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys, claim: str
+) -> None:
+    for value in (10**400, -(10**400), 2**64):
+        with pytest.raises(TokenRejected, match=f"invalid {claim} claim"):
+            await verifier.verify(_token(jwks_host, keys.rsa, claims={claim: value}))
+
+
+async def test_huge_time_value_gets_401_from_the_server(server: RunningServer, keys: Keys) -> None:
+    token = mint(keys.rsa, issuer=server.issuer, audience=server.resource_url, claims={"exp": 10**400})
+    async with httpx.AsyncClient() as http:
+        reply = await http.post(server.resource_url, headers={"Authorization": f"Bearer {token}"}, json={})
+    assert reply.status_code == 401
+    assert reply.json()["error_description"] == "invalid exp claim"
+
+
+@pytest.mark.parametrize(
+    ("header", "payload"),
+    [
+        ('{"alg":"none","kid":"rsa-1","typ":"JWT","alg":"RS256"}', None),
+        ('{"alg":"RS256","kid":"rsa-1","kid":"rsa-1","typ":"JWT"}', None),
+        ('{"alg":"RS256","kid":"rsa-1","typ":"JWT"}', "two-subs"),
+        ('{"alg":"RS256","kid":"rsa-1","typ":"JWT"}', "nested"),
+    ],
+    ids=["header-alg", "header-kid-twice", "payload-sub", "payload-nested"],
+)
+async def test_duplicate_members_are_refused(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys, header: str, payload: str | None
+) -> None:
+    body = _claims_text(jwks_host)
+    if payload == "two-subs":
+        body = body[:-1] + ', "sub": "admin"}'
+    elif payload == "nested":
+        body = body[:-1] + ', "act": {"sub": "a", "sub": "b"}}'
+    with pytest.raises(TokenRejected, match="duplicate member in token"):
+        await verifier.verify(_raw_jws(keys.rsa, header, body))
+    # The same token without the repetition is fine: the refusal is about the duplicate.
+    assert (
+        await verifier.verify(
+            _raw_jws(keys.rsa, '{"alg":"RS256","kid":"rsa-1","typ":"JWT"}', _claims_text(jwks_host))
+        )
+    ).subject == "user-1"
+
+
+async def test_duplicate_header_member_is_refused_before_any_key_lookup(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        token = _raw_jws(keys.rsa, '{"alg":"RS256","alg":"RS256","kid":"rsa-1"}', _claims_text(jwks_host))
+        with pytest.raises(TokenRejected, match="duplicate member in token"):
+            await verifier.verify(token)
+    assert count_decodes == []
+    assert jwks_host.fetches == 0
+
+
+@pytest.mark.parametrize("tenant", [7, ["acme"], {"id": "acme"}, True])
+async def test_tenant_id_must_be_a_string(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys, tenant: Any
+) -> None:
+    with pytest.raises(TokenRejected, match="invalid tenant_id claim"):
+        await verifier.verify(_token(jwks_host, keys.rsa, claims={"tenant_id": tenant}))
+
+
+@pytest.mark.parametrize("subject", ["", " ", "\t\n", "alice\x00", "ali\nce", "\x1b[31malice", "\u2028"])
+async def test_blank_or_unprintable_subject_is_refused(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys, subject: str
+) -> None:
+    with pytest.raises(TokenRejected, match="invalid sub claim"):
+        await verifier.verify(_token(jwks_host, keys.rsa, claims={"sub": subject}))
+
+
+async def test_discovery_naming_a_plain_http_jwks_off_loopback_is_not_followed(
+    jwks_host: JWKSHost, keys: Keys
+) -> None:
+    jwks_host.discovery_jwks_uri = "http://keys.example/jwks.json"
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        with pytest.raises(SigningKeysUnavailable):
+            await verifier.verify(_token(jwks_host, keys.rsa))
+    assert jwks_host.fetches == 0
