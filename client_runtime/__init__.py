@@ -26,6 +26,7 @@ from client_runtime.issuer_client import EnterpriseTokenClient, EnterpriseTokenS
 from client_runtime.modes import IdentityMode
 from client_runtime.providers import MCPProvider, ProviderNotFoundError, ProviderStore
 from client_runtime.runtime import MCPToolRuntime
+from client_runtime.session_pool import SessionPoolSettings
 
 __all__ = [
     "DATA_KEY_ENV",
@@ -55,6 +56,7 @@ __all__ = [
     "MCPToolRuntime",
     "ProviderNotFoundError",
     "ProviderStore",
+    "SessionPoolSettings",
     "TokenBroker",
     "TokenKey",
     "UnknownIdentityModeError",

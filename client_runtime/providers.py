@@ -47,6 +47,8 @@ class MCPProvider:
     Authorization), or raw in a custom header such as `X-Dify-SSO-Token`, which leaves a
     static `Authorization` in place. With `enterprise_enabled` false the deployment cannot
     forward identities, so a stored non-`off` mode acts as `off` and the issuer is never called.
+    With `session_reuse` false every call opens a fresh MCP session (for a server whose session
+    state must not carry over between calls); otherwise an open runtime reuses one per user.
     """
 
     provider_id: str
@@ -57,6 +59,7 @@ class MCPProvider:
     static_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     token_header: str = AUTHORIZATION
     enterprise_enabled: bool = True
+    session_reuse: bool = True
 
     def __post_init__(self) -> None:
         for label in ("provider_id", "tenant_id"):
@@ -73,6 +76,8 @@ class MCPProvider:
         object.__setattr__(self, "static_headers", MappingProxyType(dict(self.static_headers)))
         if not isinstance(self.enterprise_enabled, bool):
             raise MCPProviderConfigError("enterprise_enabled must be a bool")
+        if not isinstance(self.session_reuse, bool):
+            raise MCPProviderConfigError("session_reuse must be a bool")
 
     @property
     def effective_mode(self) -> IdentityMode:
@@ -103,6 +108,8 @@ CREATE TABLE IF NOT EXISTS mcp_providers (
     PRIMARY KEY (tenant_id, provider_id)
 )
 """
+# Columns added after the first schema, appended (in this order) to tables created before them.
+_ADDED_COLUMNS = {"session_reuse": "INTEGER NOT NULL DEFAULT 1"}
 
 
 class ProviderStore:
@@ -113,6 +120,10 @@ class ProviderStore:
         self._cipher = cipher
         with self._db.transaction() as conn:
             conn.execute(_SCHEMA)
+            present = {row[1] for row in conn.execute("PRAGMA table_info(mcp_providers)")}
+            for name, definition in _ADDED_COLUMNS.items():
+                if name not in present:
+                    conn.execute(f"ALTER TABLE mcp_providers ADD COLUMN {name} {definition}")
 
     def _aad(self, tenant_id: str, provider_id: str) -> bytes:
         return json.dumps(["mcp_providers", tenant_id, provider_id]).encode()
@@ -138,6 +149,7 @@ class ProviderStore:
             static_headers=json.loads(headers),
             token_header=str(row["token_header"]),
             enterprise_enabled=bool(row["enterprise_enabled"]),
+            session_reuse=bool(row["session_reuse"]),
         )
 
     def create(self, provider: MCPProvider) -> MCPProvider:
@@ -153,7 +165,7 @@ class ProviderStore:
                     f"provider {provider.provider_id!r} already exists in this tenant"
                 )
             conn.execute(
-                "INSERT INTO mcp_providers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO mcp_providers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     provider.tenant_id,
                     provider.provider_id,
@@ -165,6 +177,7 @@ class ProviderStore:
                     int(provider.enterprise_enabled),
                     now,
                     now,
+                    int(provider.session_reuse),
                 ),
             )
         return provider
@@ -196,6 +209,7 @@ class ProviderStore:
         static_headers: Mapping[str, str] | None = None,
         token_header: str | None = None,
         enterprise_enabled: bool | None = None,
+        session_reuse: bool | None = None,
     ) -> MCPProvider:
         """Change the given fields; every field left as None keeps its stored value.
 
@@ -208,6 +222,7 @@ class ProviderStore:
             "static_headers": static_headers,
             "token_header": token_header,
             "enterprise_enabled": enterprise_enabled,
+            "session_reuse": session_reuse,
         }
         with self._db.transaction() as conn:
             row = conn.execute(
@@ -221,7 +236,8 @@ class ProviderStore:
             )
             conn.execute(
                 "UPDATE mcp_providers SET name = ?, server_url = ?, identity_mode = ?,"
-                " encrypted_static_headers = ?, token_header = ?, enterprise_enabled = ?, updated_at = ?"
+                " encrypted_static_headers = ?, token_header = ?, enterprise_enabled = ?, updated_at = ?,"
+                " session_reuse = ?"
                 " WHERE tenant_id = ? AND provider_id = ?",
                 (
                     updated.name,
@@ -231,6 +247,7 @@ class ProviderStore:
                     updated.token_header,
                     int(updated.enterprise_enabled),
                     time.time(),
+                    int(updated.session_reuse),
                     tenant_id,
                     provider_id,
                 ),
