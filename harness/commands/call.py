@@ -15,6 +15,7 @@ from client_runtime import (
     EnterpriseTokenClient,
     EnterpriseTokenSettings,
     IdentityMode,
+    MCPIdentityForwardingError,
     MCPProvider,
     MCPProviderConfigError,
     MCPTokenError,
@@ -82,8 +83,10 @@ async def _call(args: argparse.Namespace) -> CallToolResult:
     settings = EnterpriseTokenSettings(
         issuer_url=args.issuer, inner_api_secret=args.secret, app_id=args.app_id
     )
-    async with EnterpriseTokenClient(settings) as token_client:
-        runtime = MCPToolRuntime(broker=TokenBroker(token_client))
+    async with (
+        EnterpriseTokenClient(settings) as token_client,
+        MCPToolRuntime(broker=TokenBroker(token_client)) as runtime,
+    ):
         return await runtime.invoke(
             provider, args.tool, args.args, tenant_id=args.tenant, user_id=args.user, user_type=args.user_type
         )
@@ -95,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
     except MCPProviderConfigError as exc:
         print(f"call: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    except MCPIdentityForwardingError as exc:
+        reason = exc.reason or "no reason given"
+        print(f"call: {args.server} refused the token (HTTP {exc.status_code}): {reason}", file=sys.stderr)
+        print(f"  a host would tell its user: {exc.user_message}", file=sys.stderr)
+        return 1
     except (MCPTokenError, MCPToolInvocationError) as exc:
         print(f"call: {type(exc).__name__}: {exc}", file=sys.stderr)
         print(f"  a host would tell its user: {exc.user_message}", file=sys.stderr)
