@@ -156,12 +156,21 @@ class SessionPool:
             self._retire(session)
             await session.closed.wait()
 
-    def close_idle(self) -> None:
-        """Retire the sessions unused for `idle_timeout` seconds (they close in the background)."""
+    def close_idle(self, *, everywhere: bool = True) -> None:
+        """Retire the sessions unused for `idle_timeout` seconds (they close in the background).
+
+        With `everywhere=False` the walk stops at the first idle session still fresh: sessions
+        are kept in order of use, so that finds the expired ones in time proportional to their
+        number, cheap enough for every call; the sweeper then walks everything.
+        """
         deadline = self._clock() - self.settings.idle_timeout
         for session in list(self._sessions.values()):
-            if session.in_use == 0 and session.last_used <= deadline:
+            if session.in_use:
+                continue
+            if session.last_used <= deadline:
                 self._retire(session)
+            elif not everywhere:
+                return
 
     @asynccontextmanager
     async def lease(self, key: SessionKey, secret: str | None, connect: Connect) -> AsyncIterator[Lease]:
@@ -173,7 +182,7 @@ class SessionPool:
         """
         if self._group is None:
             raise RuntimeError("the session pool is not running")
-        self.close_idle()
+        self.close_idle(everywhere=False)
         session, opened = await self._session_for(key, secret, connect)
         session.in_use += 1
         lease = Lease(session.client, reused=not opened)  # type: ignore[arg-type]
@@ -186,6 +195,8 @@ class SessionPool:
             session.last_used = self._clock()
             if not ended_well or session.retired:
                 self._retire(session)
+            else:
+                self._sessions.move_to_end(key)  # keeps the order of use that close_idle relies on
 
     async def _session_for(
         self, key: SessionKey, secret: str | None, connect: Connect
