@@ -34,6 +34,7 @@ from client_runtime.legacy import reseal_legacy_rows
 from client_runtime.modes import IdentityMode
 from client_runtime.providers import MCPProvider, ProviderNotFoundError, ProviderStore
 from client_runtime.runtime import MCPToolRuntime
+from client_runtime.session_pool import SessionPoolSettings
 
 __all__ = [
     "DATA_KEY_ENV",
@@ -65,6 +66,7 @@ __all__ = [
     "ProviderNotFoundError",
     "ProviderStore",
     "SchemaVersionError",
+    "SessionPoolSettings",
     "TamperedRecordError",
     "TokenBroker",
     "TokenKey",

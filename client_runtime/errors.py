@@ -95,13 +95,35 @@ class MCPCredentialRequiredError(MCPTokenError):
 class MCPIdentityForwardingError(MCPTokenError):
     """The MCP server rejected the forwarded identity (HTTP 401/403).
 
-    The cached token is evicted; the call is never retried with another identity.
+    `error` and `error_description` are what the server's RFC 6750 Bearer challenge said
+    (`invalid_token`, `wrong audience`, say), or None where it said nothing; `error_code`
+    repeats `error`. They are also in the message. The cached token is evicted; the call is
+    never retried with another identity.
     """
 
     user_message = (
         "The tool's server did not accept your identity. Sign in again or contact your administrator."
     )
     retriable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error: str | None = None,
+        error_description: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, error_code=error)
+        self.error = error
+        self.error_description = error_description
+
+    @property
+    def reason(self) -> str | None:
+        """The server's reason in one phrase: `invalid_token (wrong audience)`; None if it gave none."""
+        if self.error and self.error_description:
+            return f"{self.error} ({self.error_description})"
+        return self.error or self.error_description
 
 
 class MCPToolInvocationError(Exception):

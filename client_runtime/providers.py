@@ -55,6 +55,8 @@ class MCPProvider:
     static `Authorization` in place. With `enterprise_enabled` false the deployment cannot
     forward identities, so a stored non-`off` mode acts as `off` and the issuer is never called.
     `server_url` must be https unless its host is loopback or `allow_insecure_http` is set.
+    With `session_reuse` false every call opens a fresh MCP session (for a server whose session
+    state must not carry over between calls); otherwise an open runtime reuses one per user.
     """
 
     provider_id: str
@@ -66,6 +68,7 @@ class MCPProvider:
     token_header: str = AUTHORIZATION
     enterprise_enabled: bool = True
     allow_insecure_http: bool = False
+    session_reuse: bool = True
 
     def __post_init__(self) -> None:
         for label in ("provider_id", "tenant_id"):
@@ -115,6 +118,7 @@ _COLUMNS = (
     "created_at",
     "updated_at",
     "allow_insecure_http",
+    "session_reuse",
 )
 _SCHEMA = """
 CREATE TABLE mcp_providers (
@@ -129,13 +133,14 @@ CREATE TABLE mcp_providers (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     allow_insecure_http INTEGER NOT NULL DEFAULT 0,
+    session_reuse INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (tenant_id, provider_id)
 )
 """
 _INSERT = (
     "INSERT INTO mcp_providers (tenant_id, provider_id, name, server_url, identity_mode,"
     " encrypted_static_headers, token_header, enterprise_enabled, created_at, updated_at,"
-    " allow_insecure_http) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " allow_insecure_http, session_reuse) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -153,6 +158,7 @@ def _aad(row: Mapping[str, object]) -> bytes:
             str(row["token_header"]),
             bool(row["enterprise_enabled"]),
             bool(row["allow_insecure_http"]),
+            bool(row["session_reuse"]),
         ]
     ).encode()
 
@@ -168,6 +174,7 @@ def _fields(provider: MCPProvider) -> dict[str, object]:
         "token_header": provider.token_header,
         "enterprise_enabled": int(provider.enterprise_enabled),
         "allow_insecure_http": int(provider.allow_insecure_http),
+        "session_reuse": int(provider.session_reuse),
     }
 
 
@@ -199,12 +206,14 @@ def _unseal(cipher: DataCipher, row: Mapping[str, object]) -> MCPProvider:
         token_header=str(row["token_header"]),
         enterprise_enabled=bool(row["enterprise_enabled"]),
         allow_insecure_http=bool(row["allow_insecure_http"]),
+        session_reuse=bool(row["session_reuse"]),
     )
 
 
 def reseal_v1_providers(conn: sqlite3.Connection, cipher: DataCipher) -> int:
     """Re-seal v1 rows under v2, trusting their unauthenticated fields as they are now; the count."""
     conn.execute("ALTER TABLE mcp_providers ADD COLUMN allow_insecure_http INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE mcp_providers ADD COLUMN session_reuse INTEGER NOT NULL DEFAULT 1")
     rows = conn.execute("SELECT * FROM mcp_providers").fetchall()
     for row in rows:
         legacy_aad = json.dumps([_TABLE, str(row["tenant_id"]), str(row["provider_id"])]).encode()
@@ -298,6 +307,7 @@ class ProviderStore:
         token_header: str | None = None,
         enterprise_enabled: bool | None = None,
         allow_insecure_http: bool | None = None,
+        session_reuse: bool | None = None,
     ) -> MCPProvider:
         """Change the given fields; every field left as None keeps its stored value.
 
@@ -311,6 +321,7 @@ class ProviderStore:
             "token_header": token_header,
             "enterprise_enabled": enterprise_enabled,
             "allow_insecure_http": allow_insecure_http,
+            "session_reuse": session_reuse,
         }
         with self._db.transaction() as conn:
             row = conn.execute(
@@ -326,7 +337,8 @@ class ProviderStore:
             conn.execute(
                 "UPDATE mcp_providers SET name = ?, server_url = ?, identity_mode = ?,"
                 " encrypted_static_headers = ?, token_header = ?, enterprise_enabled = ?,"
-                " allow_insecure_http = ?, updated_at = ? WHERE tenant_id = ? AND provider_id = ?",
+                " allow_insecure_http = ?, session_reuse = ?, updated_at = ?"
+                " WHERE tenant_id = ? AND provider_id = ?",
                 (
                     fields["name"],
                     fields["server_url"],
@@ -335,6 +347,7 @@ class ProviderStore:
                     fields["token_header"],
                     fields["enterprise_enabled"],
                     fields["allow_insecure_http"],
+                    fields["session_reuse"],
                     time.time(),
                     tenant_id,
                     provider_id,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, NoReturn
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, NoReturn, Self
 
 import httpx2
 from mcp.client import Client
@@ -15,6 +19,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from client_runtime.auth import ForwardedIdentityAuth
 from client_runtime.broker import TokenBroker, TokenKey
+from client_runtime.challenge import parse_bearer_challenge
 from client_runtime.credentials import CredentialType, EndUserCredentialStore
 from client_runtime.errors import (
     MCPIdentityForwardingError,
@@ -26,6 +31,7 @@ from client_runtime.errors import (
 from client_runtime.issuer_client import USER_TYPES, IssuedToken
 from client_runtime.modes import IdentityMode
 from client_runtime.providers import AUTHORIZATION, MCPProvider
+from client_runtime.session_pool import SessionKey, SessionPool, SessionPoolSettings
 
 __all__ = ["MCPToolRuntime"]
 
@@ -35,12 +41,14 @@ _MAX_TOOL_PAGES = 100
 
 @dataclass(frozen=True)
 class _Identity:
-    """Who one session speaks as: its auth (None in `off` mode) and, for issued tokens, how to evict."""
+    """Who one session speaks as: its auth (None in `off` mode), the secret it carries (which a
+    pooled session must match) and, for issued tokens, how to evict."""
 
     auth: ForwardedIdentityAuth | None
     header: str | None = None
     key: TokenKey | None = None
     token: IssuedToken | None = None
+    secret: str | None = field(default=None, repr=False)
 
 
 class MCPToolRuntime:
@@ -48,15 +56,24 @@ class MCPToolRuntime:
 
     Per call, in this order: forwarding on and no user → `MCPMissingUserError` before any
     I/O; obtain the identity (issuer token via `broker`, or the user's stored credential);
-    open a fresh MCP session that carries it on every request; call; close. Sessions and
-    connections are never pooled, so no user's identity can leak into another user's call.
-    A 401/403 from the server while forwarding evicts the token and raises
-    `MCPIdentityForwardingError`; there is no retry with static auth or another identity.
+    get an MCP session that carries it on every request; call. A 401/403 from the server
+    while forwarding evicts the token and raises `MCPIdentityForwardingError` with the
+    server's RFC 6750 reason; there is no retry with static auth or another identity.
+
+    Sessions: while the runtime is open (`async with MCPToolRuntime(...) as runtime`), a
+    session is kept per (provider, tenant, user, identity mode) and reused by that user's
+    later calls, so a warm call is one HTTP request. It is closed when the user's token
+    changes (rotation) or is refused, after `session_pool.idle_timeout` unused, when the
+    `max_sessions` bound pushes it out (least recently used first), and by `aclose()`. A
+    session whose server forgot it (404 after a restart) is reopened once, with the same
+    identity. A provider with `session_reuse=False`, and every call of a runtime that is not
+    open, gets a fresh session that is closed when the call ends. Sessions never share an
+    HTTP client or a connection, so no user's identity can leak into another user's call.
 
     Each session gets its own `httpx2.AsyncClient` (from `http_client_factory`), sharing only
     `ssl_context`. `protocol_mode` is the mcp SDK's connect mode: "auto" (probe the 2026
     protocol, fall back to the initialize handshake), "legacy" (handshake only) or a pinned
-    modern version.
+    modern version. `clock` (seconds, monotonic) times idle sessions.
     """
 
     def __init__(
@@ -69,6 +86,8 @@ class MCPToolRuntime:
         client_info: Implementation | None = None,
         ssl_context: ssl.SSLContext | None = None,
         http_client_factory: Callable[..., httpx2.AsyncClient] = httpx2.AsyncClient,
+        session_pool: SessionPoolSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._broker = broker
         self._credentials = credentials
@@ -81,8 +100,30 @@ class MCPToolRuntime:
         self._client_info = client_info or Implementation(name="mcp-idfwd-client-runtime", version="0.1.0")
         self._http_client_factory = http_client_factory
         # Building a TLS context costs tens of milliseconds; one per runtime is shared by every
-        # session's fresh client. It holds trust settings only, never a connection or an identity.
+        # session's own client. It holds trust settings only, never a connection or an identity.
         self._ssl_context = ssl_context if ssl_context is not None else httpx2.create_ssl_context()
+        self._pool = SessionPool(session_pool, clock=clock)
+
+    async def __aenter__(self) -> Self:
+        await self._pool.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._pool.stop()
+
+    async def aclose(self) -> None:
+        """Close every pooled session (after the calls using them end); later calls open new ones."""
+        await self._pool.close_all()
+
+    @property
+    def open_sessions(self) -> int:
+        """How many sessions the pool holds for reuse now."""
+        return len(self._pool)
 
     async def invoke(
         self,
@@ -152,24 +193,69 @@ class MCPToolRuntime:
                 f"provider {provider.provider_id!r} forwards identity ({mode.value}) but the call has no user"
             )
         identity = await self._identity(provider, mode, tenant_id, user_id or "", user_type, credential_id)
-        watch = _RejectionWatch()
+        if not (provider.session_reuse and self._pool.running):
+            return await self._attempt(provider, identity, action, None)
+        key = SessionKey(
+            tenant_id=tenant_id,
+            provider_id=provider.provider_id,
+            server_url=provider.server_url,
+            user_id=user_id or "",
+            user_type=user_type,
+            identity_mode=mode.value,
+            credential_id=credential_id,
+            provider_headers=SessionKey.headers_of(provider.token_header, provider.static_headers),
+        )
         try:
-            result = await self._session_call(provider, identity, watch, action)
+            return await self._attempt(provider, identity, action, key)
+        except _SessionGone:
+            # The server no longer knows the session (it restarted): it did not run the call,
+            # so the call goes once more, on a new session with the same identity.
+            return await self._attempt(provider, identity, action, key, reopened=True)
+
+    async def _attempt(
+        self,
+        provider: MCPProvider,
+        identity: _Identity,
+        action: Callable[[Client], Any],
+        key: SessionKey | None,
+        *,
+        reopened: bool = False,
+    ) -> Any:
+        """One try of the call: on the pooled session for `key`, or on a fresh session if None."""
+        watch = _RejectionWatch()
+        watching = _current_watch.set(watch)
+        reused = False
+        try:
+            if key is None:
+                async with self._connect(provider, identity) as client:
+                    result = await action(client)
+            else:
+                connect = lambda: self._connect(provider, identity)  # noqa: E731
+                async with self._pool.lease(key, identity.secret, connect) as lease:
+                    reused = lease.reused
+                    result = await action(lease.client)
+                    if watch.status is not None:
+                        lease.discard()
         except Exception as exc:
             if watch.status is None:
+                if reused and not reopened and watch.error_status == 404:
+                    raise _SessionGone from exc
                 answered = f" (HTTP {watch.error_status})" if watch.error_status is not None else ""
                 raise MCPToolInvocationError(
                     f"MCP call to provider {provider.provider_id!r} failed{answered}: {_describe(exc)}",
                     status_code=watch.error_status,
                 ) from exc
-            self._reject(provider, identity, watch.status)
+            self._reject(provider, identity, watch)
+        finally:
+            _current_watch.reset(watching)
         if watch.status is not None:
-            # A rejection anywhere in the session (say, on the GET stream) still means the
+            # A rejection anywhere in the call (say, on the GET stream) still means the
             # server does not accept this identity.
-            self._reject(provider, identity, watch.status)
+            self._reject(provider, identity, watch)
         return result
 
-    def _reject(self, provider: MCPProvider, identity: _Identity, status: int) -> NoReturn:
+    def _reject(self, provider: MCPProvider, identity: _Identity, watch: _RejectionWatch) -> NoReturn:
+        status = watch.status
         if identity.auth is None:
             raise MCPToolInvocationError(
                 f"the MCP server of provider {provider.provider_id!r} refused the call (HTTP {status});"
@@ -177,9 +263,15 @@ class MCPToolRuntime:
             )
         if self._broker is not None and identity.key is not None:
             self._broker.invalidate(identity.key, identity.token)
-        raise MCPIdentityForwardingError(
-            f"the MCP server rejected the forwarded identity (HTTP {status})", status_code=status
+        error = MCPIdentityForwardingError(
+            f"the MCP server refused the forwarded identity (HTTP {status})",
+            status_code=status,
+            error=watch.error,
+            error_description=watch.error_description,
         )
+        if error.reason is not None:
+            error.args = (f"{error.args[0]}: {error.reason}",)
+        raise error
 
     async def _identity(
         self,
@@ -200,7 +292,9 @@ class MCPToolRuntime:
                 tenant_id=tenant_id, user_id=user_id, audience=provider.server_url, user_type=user_type
             )
             auth = ForwardedIdentityAuth(token.token, header=provider.token_header)
-            return _Identity(auth=auth, header=provider.token_header, key=key, token=token)
+            return _Identity(
+                auth=auth, header=provider.token_header, key=key, token=token, secret=token.token
+            )
         if mode is IdentityMode.END_USER_CREDENTIAL:
             if self._credentials is None:
                 raise MCPIssuerConfigError("end_user_credential mode needs an EndUserCredentialStore")
@@ -216,16 +310,13 @@ class MCPToolRuntime:
                 if credential.credential_type is CredentialType.API_KEY
                 else AUTHORIZATION
             )
-            return _Identity(auth=ForwardedIdentityAuth(credential.secret, header=header), header=header)
+            auth = ForwardedIdentityAuth(credential.secret, header=header)
+            return _Identity(auth=auth, header=header, secret=credential.secret)
         raise MCPProviderConfigError(f"identity mode {mode.value!r} is not supported by this runtime")
 
-    async def _session_call(
-        self,
-        provider: MCPProvider,
-        identity: _Identity,
-        watch: _RejectionWatch,
-        action: Callable[[Client], Any],
-    ) -> Any:
+    @asynccontextmanager
+    async def _connect(self, provider: MCPProvider, identity: _Identity) -> AsyncIterator[Client]:
+        """An open MCP session carrying `identity` on every request, over an HTTP client of its own."""
         # The identity header replaces a static header of the same name, so static auth never rides along.
         headers = {
             name: value
@@ -238,35 +329,56 @@ class MCPToolRuntime:
             timeout=httpx2.Timeout(self._timeout),
             follow_redirects=False,
             verify=self._ssl_context,
-            event_hooks={"response": [watch]},
+            event_hooks={"response": [_watch_response]},
         )
         client = Client(
             streamable_http_client(provider.server_url, http_client=http_client),
             read_timeout_seconds=self._timeout,
             mode=self._protocol_mode,  # type: ignore[arg-type]
             client_info=self._client_info,
-            cache=None,  # a response cache is per identity at best; a session is used once anyway
+            cache=None,  # no response cache: one more place a user's answers could outlive the session
         )
         async with http_client, client:
-            return await action(client)
+            yield client
+
+
+class _SessionGone(Exception):
+    """A reused session was answered 404: the server forgot it (restarted) before running the call."""
 
 
 class _RejectionWatch:
-    """An httpx2 response hook remembering the first 401/403 the MCP server answered in a session,
-    and the first other error status (a 503 while the server cannot fetch its keys, say), which the
+    """What the MCP server answered one call: the first 401/403 (with its RFC 6750 challenge) and
+    the first other error status (a 503 while the server cannot fetch its keys, say), which the
     SDK's exception does not carry."""
 
     def __init__(self) -> None:
         self.status: int | None = None
         self.error_status: int | None = None
+        self.error: str | None = None
+        self.error_description: str | None = None
 
-    async def __call__(self, response: httpx2.Response) -> None:
+    def record(self, response: httpx2.Response) -> None:
         code = response.status_code
         if code in (401, 403):
             if self.status is None:
                 self.status = code
+                challenge = parse_bearer_challenge(response.headers.get_list("www-authenticate"))
+                if challenge is not None:
+                    self.error, self.error_description = challenge.error, challenge.error_description
         elif code >= 400 and self.error_status is None:
             self.error_status = code
+
+
+# The watch of the call in progress. The SDK sends each request from a copy of its sender's
+# context, so concurrent calls on one pooled session each see only their own answers; requests
+# the session makes by itself (its opening, the GET stream) go to the watch of the call that opened it.
+_current_watch: ContextVar[_RejectionWatch | None] = ContextVar("mcp_idfwd_call_watch", default=None)
+
+
+async def _watch_response(response: httpx2.Response) -> None:
+    watch = _current_watch.get()
+    if watch is not None:
+        watch.record(response)
 
 
 def _describe(exc: BaseException) -> str:

@@ -36,9 +36,12 @@ async def forward(args: argparse.Namespace, secret: str) -> int:
         server_url=args.server,  # also the audience the token is minted for
         identity_mode=IdentityMode.IDP_TOKEN,
     )
-    # One client, broker and runtime for the whole host process: the broker caches tokens per user.
-    async with EnterpriseTokenClient(settings) as token_client:
-        runtime = MCPToolRuntime(broker=TokenBroker(token_client))
+    # One client, broker and runtime for the whole host process: the broker caches tokens per
+    # user, and the open runtime keeps each user's MCP session for their next calls.
+    async with (
+        EnterpriseTokenClient(settings) as token_client,
+        MCPToolRuntime(broker=TokenBroker(token_client)) as runtime,
+    ):
         try:
             result = await runtime.invoke(
                 provider, args.tool, json.loads(args.arguments), tenant_id=args.tenant, user_id=args.user

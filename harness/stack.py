@@ -225,5 +225,8 @@ class LocalStack:
         settings = EnterpriseTokenSettings(
             issuer_url=self.issuer_url, inner_api_secret=self.secret, app_id=app_id
         )
-        async with EnterpriseTokenClient(settings) as token_client:
-            yield MCPToolRuntime(broker=TokenBroker(token_client))
+        async with (
+            EnterpriseTokenClient(settings) as token_client,
+            MCPToolRuntime(broker=TokenBroker(token_client)) as runtime,
+        ):
+            yield runtime

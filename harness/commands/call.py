@@ -15,6 +15,7 @@ from client_runtime import (
     EnterpriseTokenClient,
     EnterpriseTokenSettings,
     IdentityMode,
+    MCPIdentityForwardingError,
     MCPIssuerConfigError,
     MCPProvider,
     MCPProviderConfigError,
@@ -98,8 +99,10 @@ def _configure(args: argparse.Namespace) -> tuple[MCPProvider, EnterpriseTokenSe
 async def _call(
     args: argparse.Namespace, provider: MCPProvider, settings: EnterpriseTokenSettings
 ) -> CallToolResult:
-    async with EnterpriseTokenClient(settings) as token_client:
-        runtime = MCPToolRuntime(broker=TokenBroker(token_client))
+    async with (
+        EnterpriseTokenClient(settings) as token_client,
+        MCPToolRuntime(broker=TokenBroker(token_client)) as runtime,
+    ):
         return await runtime.invoke(
             provider, args.tool, args.args, tenant_id=args.tenant, user_id=args.user, user_type=args.user_type
         )
@@ -117,6 +120,11 @@ def run(args: argparse.Namespace) -> int:
     except MCPProviderConfigError as exc:
         print(f"call: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    except MCPIdentityForwardingError as exc:
+        reason = exc.reason or "no reason given"
+        print(f"call: {args.server} refused the token (HTTP {exc.status_code}): {reason}", file=sys.stderr)
+        print(f"  a host would tell its user: {exc.user_message}", file=sys.stderr)
+        return 1
     except (MCPTokenError, MCPToolInvocationError) as exc:
         print(f"call: {type(exc).__name__}: {exc}", file=sys.stderr)
         print(f"  a host would tell its user: {exc.user_message}", file=sys.stderr)

@@ -45,7 +45,9 @@ async def host(stack: Stack, anyio_backend: str) -> AsyncIterator[Host]:
         EnterpriseTokenClient(settings, http_client=http) as client,
     ):
         broker = TokenBroker(client)
-        yield Host(MCPToolRuntime(broker=broker), broker, client, issued_for)
+        # Open, so its calls reuse sessions: the default a host gets with `async with`.
+        async with MCPToolRuntime(broker=broker) as runtime:
+            yield Host(runtime, broker, client, issued_for)
 
 
 @pytest.fixture

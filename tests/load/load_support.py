@@ -91,7 +91,9 @@ async def open_host(
         EnterpriseTokenClient(settings, http_client=http) as token_client,
     ):
         broker = TokenBroker(token_client) if cache else TokenBroker(token_client, skew=NEVER_CACHE_SKEW)
-        yield Host(MCPToolRuntime(broker=broker, timeout=runtime_timeout), broker, token_client, counter)
+        # Open, so calls reuse each user's session (and a minted-per-call token replaces it).
+        async with MCPToolRuntime(broker=broker, timeout=runtime_timeout) as runtime:
+            yield Host(runtime, broker, token_client, counter)
 
 
 async def call_tool(
