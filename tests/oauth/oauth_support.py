@@ -22,6 +22,16 @@ ACCESS_TOKEN_URN = "urn:ietf:params:oauth:token-type:access_token"
 ID_TOKEN_URN = "urn:ietf:params:oauth:token-type:id_token"
 
 
+class FakeClock:
+    """A clock tests move by hand (code and token expiry)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def claims_of(token: str) -> dict[str, Any]:
     return jwt.decode(token, options={"verify_signature": False})
 
