@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fake_enterprise.oauth.exchange import TOKEN_EXCHANGE_GRANT
+from fake_enterprise.oauth.provider import SUPPORTED_SCOPES
 from fake_enterprise.settings import SIGNING_ALGORITHMS, IssuerSettings
 
 __all__ = [
@@ -24,7 +25,7 @@ REGISTRATION_PATH = "/register"
 REVOCATION_PATH = "/revoke"
 INTROSPECTION_PATH = "/introspect"
 
-SCOPES = ("openid", "profile", "email", "offline_access")
+SCOPES = SUPPORTED_SCOPES
 CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 CLAIMS = (
     "iss",

@@ -46,6 +46,7 @@ __all__ = [
 
 SIGN_IN_PATH = "/oauth/sign-in"
 DEFAULT_SCOPES = ("openid", "profile", "email")
+SUPPORTED_SCOPES = (*DEFAULT_SCOPES, "offline_access")
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,9 @@ class IssuerOAuthProvider:
         return await run_in_threadpool(self.clients.get, client_id)
 
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
+        if not client_info.scope:
+            # Registered without scopes (some clients send ""): it may ask for any scope we have.
+            client_info.scope = " ".join(SUPPORTED_SCOPES)
         await run_in_threadpool(self.clients.add, client_info, source="dynamic")
 
     # --- authorization ----------------------------------------------------------------------------

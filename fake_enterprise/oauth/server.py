@@ -86,9 +86,7 @@ class AuthorizationServer:
         endpoints = self.endpoints
         registration = RegistrationHandler(
             self.provider,
-            ClientRegistrationOptions(
-                enabled=True, valid_scopes=list(SCOPES), default_scopes=list(DEFAULT_SCOPES)
-            ),
+            ClientRegistrationOptions(enabled=True, valid_scopes=list(SCOPES), default_scopes=list(SCOPES)),
         )
 
         async def metadata(request: Request) -> Response:

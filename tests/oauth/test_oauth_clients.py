@@ -99,3 +99,14 @@ def test_client_secrets_are_sealed_at_rest(start_issuer: object, tmp_path: objec
     assert secret.encode() not in raw and dynamic.client_secret.encode() not in raw  # type: ignore[union-attr]
     for path in Path(str(tmp_path)).glob("issuer.db*"):  # the database, its WAL and the key file
         assert secret.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("scope", [None, ""])
+def test_client_registered_without_scopes_may_ask_for_any_supported_scope(
+    module_issuer: RunningIssuer, http: httpx.Client, alice: str, scope: str | None
+) -> None:
+    """The MCP Inspector registers with `"scope": ""`, then asks for the scopes in our metadata."""
+    metadata = {} if scope is None else {"scope": scope}
+    client = register(http, module_issuer.url, **metadata)
+    tokens = client.sign_in(alice, "http://127.0.0.1:9/mcp", scope="openid profile email offline_access")
+    assert tokens["scope"] == "openid profile email offline_access"
