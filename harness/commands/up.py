@@ -95,8 +95,9 @@ def _banner(stack: LocalStack, tenant: str, users: list[str]) -> str:
             f"  {call}",
             "Run the conformance battery against the server:",
             f"  {conformance}",
-            "Sign in with an OAuth client (the MCP Inspector) and call tools as the user you pick:",
-            f"  npx @modelcontextprotocol/inspector --cli {stack.server_url} --method tools/list",
+            "Sign in with an OAuth client (the MCP Inspector) and call a tool as the user you pick:",
+            f"  npx @modelcontextprotocol/inspector@2.12.0 --cli {stack.server_url}"
+            " --method tools/call --tool-name whoami",
             "",
         ]
     )
