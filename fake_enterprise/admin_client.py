@@ -156,6 +156,36 @@ class AdminClient:
         body = _without_none(claims=claims, header=header, ttl=ttl, hmac_key=hmac_key)
         return self._call("POST", "/admin/mint", body)["token"]
 
+    def create_client(
+        self,
+        *,
+        redirect_uris: list[str] | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        client_name: str | None = None,
+        grant_types: list[str] | None = None,
+        token_endpoint_auth_method: str | None = None,
+        scope: str | None = None,
+    ) -> dict[str, Any]:
+        """Pre-register an OAuth client; the answer carries its `client_secret` (shown only here)."""
+        body = _without_none(
+            redirect_uris=redirect_uris,
+            client_id=client_id,
+            client_secret=client_secret,
+            client_name=client_name,
+            grant_types=grant_types,
+            token_endpoint_auth_method=token_endpoint_auth_method,
+            scope=scope,
+        )
+        return self._call("POST", "/admin/clients", body)
+
+    def list_clients(self) -> list[dict[str, Any]]:
+        """Every registered OAuth client (dynamic and pre-registered), without secrets."""
+        return self._call("GET", "/admin/clients")["clients"]
+
+    def delete_client(self, client_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/admin/clients/{_segment(client_id)}")
+
     def issue_token(
         self, tenant_id: str, user_id: str, audience: str, *, app_id: str = "", user_type: str = "account"
     ) -> dict[str, Any]:

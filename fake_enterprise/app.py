@@ -1,4 +1,5 @@
-"""The issuer's HTTP surface: discovery, JWKS, the inner issue-token API and the admin API."""
+"""The issuer's HTTP surface: discovery, JWKS, the inner issue-token API, the admin API and the
+OAuth authorization server's routes (built in `fake_enterprise.oauth`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from starlette.routing import Route
 from fake_enterprise.directory import TenantPolicy, User
 from fake_enterprise.errors import IssuerError
 from fake_enterprise.faults import Faults
+from fake_enterprise.oauth.errors import OAuthError, oauth_error_response
 from fake_enterprise.service import ISSUE_TOKEN_PATH, IssuerService
 from fake_enterprise.settings import SIGNING_ALGORITHMS, TOKEN_PROFILES, IssuerSettings
 from fake_enterprise.validation import Body, check_identifier, read_json_object
@@ -157,6 +159,20 @@ class _Routes:
         self._authenticate(request)
         return _json(200, self._service.faults.clear().as_json())
 
+    async def create_client(self, request: Request) -> Response:
+        self._authenticate(request)
+        data = await read_json_object(request, limit=self._settings.max_body_bytes)
+        return _json(201, await run_in_threadpool(self._service.oauth.create_client, data))
+
+    async def list_clients(self, request: Request) -> Response:
+        self._authenticate(request)
+        return _json(200, await run_in_threadpool(self._service.oauth.list_clients))
+
+    async def delete_client(self, request: Request) -> Response:
+        self._authenticate(request)
+        (client_id,) = self._path_ids(request, "client_id")
+        return _json(200, await run_in_threadpool(self._service.oauth.delete_client, client_id))
+
     async def mint(self, request: Request) -> Response:
         self._authenticate(request)
         body = await self._body(request, ("claims", "header", "ttl", "hmac_key"))
@@ -172,6 +188,11 @@ class _Routes:
 async def _issuer_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, IssuerError)
     return _json(exc.status, exc.as_json())
+
+
+async def _oauth_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OAuthError)
+    return oauth_error_response(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -217,9 +238,14 @@ def create_app(settings: IssuerSettings) -> Starlette:
             Route("/admin/faults", routes.set_faults, methods=["PUT"]),
             Route("/admin/faults", routes.clear_faults, methods=["DELETE"]),
             Route("/admin/mint", routes.mint, methods=["POST"]),
+            Route("/admin/clients", routes.create_client, methods=["POST"]),
+            Route("/admin/clients", routes.list_clients, methods=["GET"]),
+            Route("/admin/clients/{client_id}", routes.delete_client, methods=["DELETE"]),
+            *service.oauth.routes(),
         ],
         exception_handlers={
             IssuerError: _issuer_error,
+            OAuthError: _oauth_error,
             HTTPException: _http_error,
             ClientDisconnect: _client_gone,
             Exception: _server_error,

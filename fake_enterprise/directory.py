@@ -152,6 +152,16 @@ class Directory:
             )
         return policy, user, grant
 
+    def list_users(self, limit: int) -> list[User]:
+        """Up to `limit` users, oldest first (the sign-in page offers them to pick from)."""
+        with self._db.reading() as conn:
+            rows = conn.execute(
+                "SELECT tenant_id, user_id, email, name, token_profile FROM users"
+                " ORDER BY created_at, rowid LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [User(**dict(row)) for row in rows]
+
     def open_grant(self, user: User, grant: Grant) -> str:
         """The stored refresh token in the clear; `SealedDataError` if it was tampered with."""
         context = _grant_context(user.tenant_id, user.user_id)

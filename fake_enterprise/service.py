@@ -14,29 +14,14 @@ from fake_enterprise.errors import IssuerError
 from fake_enterprise.faults import FaultSwitch
 from fake_enterprise.keyring import KeyRing
 from fake_enterprise.minting import MintError, TokenMinter
-from fake_enterprise.settings import SIGNING_ALGORITHMS, IssuerSettings
+from fake_enterprise.oauth import AuthorizationServer, openid_configuration
+from fake_enterprise.settings import IssuerSettings
 from fake_enterprise.storage import Database
 
 __all__ = ["ISSUE_TOKEN_PATH", "IssuerService"]
 
 ISSUE_TOKEN_PATH = "/inner/api/mcp/issue-token"
 _KEY_CHECK_CONTEXT = "data-key-check"
-_CLAIMS = (
-    "iss",
-    "sub",
-    "aud",
-    "iat",
-    "nbf",
-    "exp",
-    "jti",
-    "tenant_id",
-    "azp",
-    "client_id",
-    "email",
-    "name",
-    "user_type",
-    "scope",
-)
 
 
 def _check_data_key(db: Database, cipher: DataCipher) -> None:
@@ -70,27 +55,20 @@ class IssuerService:
                 write_ahead=settings.token_ttl,
             )
             self.keyring.load(settings.alg)
+            self.faults = FaultSwitch()
+            self.oauth = AuthorizationServer(
+                settings, self._db, cipher, self.directory, self.keyring, self.faults
+            )
         except BaseException:
             self._db.close()
             raise
         self.minter = TokenMinter(settings, self.keyring)
-        self.faults = FaultSwitch()
 
     def close(self) -> None:
         self._db.close()
 
     def discovery(self) -> dict[str, Any]:
-        base = self.settings.base_url
-        return {
-            "issuer": self.settings.issuer_url,
-            "jwks_uri": self.settings.jwks_uri,
-            "issue_token_endpoint": f"{base}{ISSUE_TOKEN_PATH}",
-            "response_types_supported": ["id_token"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
-            "token_profiles_supported": ["id_token", "access_token"],
-            "claims_supported": list(_CLAIMS),
-        }
+        return openid_configuration(self.settings, f"{self.settings.base_url}{ISSUE_TOKEN_PATH}")
 
     def jwks(self) -> dict[str, Any]:
         return self.keyring.jwks()

@@ -41,6 +41,12 @@ class IssuerSettings:
     default_client_id: str = "mcp-host"
     access_token_scope: str = "openid profile email"
     max_body_bytes: int = 64 * 1024
+    # The OAuth authorization server: with `auto_login`, an authorization request whose
+    # `login_hint=<tenant>/<user>` names an existing user is answered with a code, no page.
+    auto_login: bool = False
+    authorization_code_ttl: int = 60
+    refresh_token_ttl: int = 30 * 86_400
+    sign_in_ttl: int = 600
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -53,10 +59,13 @@ class IssuerSettings:
             raise ValueError(f"alg must be one of {', '.join(SIGNING_ALGORITHMS)}")
         if self.token_profile not in TOKEN_PROFILES:
             raise ValueError(f"token_profile must be one of {', '.join(TOKEN_PROFILES)}")
-        for name in ("token_ttl", "jwks_max_age", "max_body_bytes", "max_key_retention"):
+        names = ("token_ttl", "jwks_max_age", "max_body_bytes", "max_key_retention", "refresh_token_ttl")
+        for name in (*names, "authorization_code_ttl", "sign_in_ttl"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer")
+        if self.authorization_code_ttl > 60:
+            raise ValueError("authorization_code_ttl must be at most 60 seconds")
         if self.retired_key_grace < 0:
             raise ValueError("retired_key_grace must not be negative")
         if self.data_key is not None and len(self.data_key) != 32:

@@ -1,8 +1,9 @@
 """The demo: identity forwarding end to end on a local stack, and the failures that matter.
 
 Every step calls through `client_runtime` the way a host would (or, where the point is what
-the server refuses, sends the request itself) and records, per actor, what was sent, what
-the server saw and whether that is what must happen.
+the server refuses, sends the request itself; the last step signs in with the mcp SDK's OAuth
+client) and records, per actor, what was sent, what the server saw and whether that is what
+must happen.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import httpx2
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+from mcp.client import Client
+from mcp.client.auth import OAuthFlowError, OAuthTokenError
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
 from client_runtime import (
@@ -31,6 +36,7 @@ from client_runtime import (
     TokenKey,
 )
 from harness.conformance import initialize_request, parse_challenge
+from harness.oauth_login import OAuthLoginError, auto_login_provider
 from harness.stack import LocalStack
 
 __all__ = ["DemoRow", "DemoStep", "render_step", "run_demo"]
@@ -274,12 +280,40 @@ async def _step_server_refuses(host: _Host) -> DemoStep:
     )
 
 
+async def _step_oauth_sign_in(host: _Host) -> DemoStep:
+    server_url = host.provider.server_url
+    provider, _, _ = auto_login_provider(server_url, f"{TENANT}/carol", client_name="mcp-idfwd demo")
+    sent = "401 -> PRM -> AS metadata -> register -> authorize (login_hint) -> token -> whoami"
+    try:
+        async with (
+            httpx2.AsyncClient(auth=provider, timeout=10.0) as http,
+            Client(streamable_http_client(server_url, http_client=http)) as client,
+        ):
+            result = await client.call_tool("whoami", {})
+    except (OAuthLoginError, OAuthFlowError, OAuthTokenError) as exc:
+        oauth = DemoRow("carol", sent, f"nothing: the sign-in failed with {_failure(exc)}", False)
+    else:
+        seen = _structured(result)
+        ok = isinstance(seen, dict) and seen.get("sub") == "carol" and seen.get("tenant_id") == TENANT
+        saw = f"sub={seen.get('sub')} tenant={seen.get('tenant_id')}" if isinstance(seen, dict) else str(seen)
+        oauth = DemoRow("carol (SDK OAuth client)", sent, saw, ok and not result.is_error)
+    # Signing in stored carol's SSO grant: the host's forwarding now works for her too.
+    host.fresh_cache()
+    return DemoStep(
+        "carol signs in with the MCP SDK's OAuth client (browser flow, issuer auto-login)",
+        "the client finds the issuer from the server's 401, signs carol in, and the server sees carol;"
+        " the sign-in stored her SSO grant, so forwarding works for her afterwards",
+        (oauth, await _whoami_row(host, "carol")),
+    )
+
+
 _STEPS: tuple[Callable[[_Host], Awaitable[DemoStep]], ...] = (
     _step_whoami,
     _step_notes,
     _step_revoke,
     _step_fail_closed,
     _step_server_refuses,
+    _step_oauth_sign_in,
 )
 
 

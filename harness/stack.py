@@ -49,6 +49,9 @@ class StackSettings:
     token_ttl: int = 300
     token_profile: str = "id_token"
     log_level: str = "warning"
+    # The issuer answers an authorization request with `login_hint=<tenant>/<user>` for an
+    # existing user straight away, without its sign-in page (for headless OAuth clients).
+    auto_login: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class LocalStack:
                     alg=self.settings.alg,
                     token_ttl=self.settings.token_ttl,
                     token_profile=self.settings.token_profile,
+                    auto_login=self.settings.auto_login,
                 )
             )
             self._issuer = start_in_thread(app, sock, log_level=self.settings.log_level)

@@ -18,7 +18,8 @@ def register(subparsers: Any) -> None:
         help="run identity forwarding end to end on a local issuer and MCP server, and report",
         description=(
             "Start an issuer and an MCP server on free loopback ports, create alice and bob with SSO "
-            "grants, call tools as each through client_runtime, then show the failures that matter. "
+            "grants, call tools as each through client_runtime, show the failures that matter, then sign "
+            "carol in with the MCP SDK's OAuth client (the browser flow, auto-login). "
             "Exit 0 only if every step behaved as expected."
         ),
     )
@@ -33,7 +34,7 @@ def _print_step(number: int, step: DemoStep) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with LocalStack(StackSettings(alg=args.alg)) as stack:
+    with LocalStack(StackSettings(alg=args.alg, auto_login=True)) as stack:
         print("mcp-idfwd demo: identity forwarding, end to end", flush=True)
         print(f"  issuer      {stack.issuer_url}", flush=True)
         print(f"  MCP server  {stack.server_url}", flush=True)

@@ -19,7 +19,7 @@ SECRET_ENV = "MCP_IDFWD_ISSUER_SECRET"
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "issuer",
-        help="run the identity issuer (discovery, JWKS, issue-token, admin API)",
+        help="run the identity issuer (OAuth/OIDC server, JWKS, issue-token, admin API)",
         description="Run the identity issuer: OIDC discovery, JWKS, the inner issue-token API and the admin"
         " API. It binds loopback only: it is a test double and its admin API mints anything.",
     )
@@ -46,6 +46,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--token-profile", choices=TOKEN_PROFILES, default="id_token", help="default token profile"
     )
+    parser.add_argument(
+        "--auto-login",
+        action="store_true",
+        help="answer an authorization request whose login_hint=<tenant>/<user> names an existing user"
+        " with a code straight away, without the sign-in page (for headless OAuth clients and CI)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -67,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
                 alg=args.alg,
                 token_ttl=args.token_ttl,
                 token_profile=args.token_profile,
+                auto_login=args.auto_login,
             )
             app = create_app(settings)
         except (ValueError, DataKeyError, OSError, sqlite3.Error) as exc:
@@ -74,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"issuer: {url}")
         print(f"jwks:   {settings.jwks_uri}")
+        print(
+            f"oauth:  {url}/.well-known/oauth-authorization-server"
+            + (" (auto-login)" if args.auto_login else "")
+        )
         print(f"secret: {secret}" if generated else "secret: (as given)")
         print(f"db:     {args.db}", flush=True)
         serve_forever(app, sock)

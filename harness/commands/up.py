@@ -43,6 +43,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--users", default="alice,bob", help="comma-separated users to create with SSO grants ('' for none)"
     )
+    parser.add_argument(
+        "--auto-login",
+        action="store_true",
+        help="the issuer signs in the user named by login_hint=<tenant>/<user> without its page",
+    )
     parser.set_defaults(run=run)
 
 
@@ -90,6 +95,9 @@ def _banner(stack: LocalStack, tenant: str, users: list[str]) -> str:
             f"  {call}",
             "Run the conformance battery against the server:",
             f"  {conformance}",
+            "Sign in with an OAuth client (the MCP Inspector) and call a tool as the user you pick:",
+            f"  npx @modelcontextprotocol/inspector@2.12.0 --cli {stack.server_url}"
+            " --method tools/call --tool-name whoami",
             "",
         ]
     )
@@ -104,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         db_path=args.db,
         alg=args.alg,
         token_ttl=args.token_ttl,
+        auto_login=args.auto_login,
     )
     users = [user.strip() for user in args.users.split(",") if user.strip()]
     # SIGTERM stops us the way Ctrl-C does: as KeyboardInterrupt, unwinding through `with`.

@@ -10,8 +10,8 @@ def test_demo_runs_end_to_end_and_reports_every_step() -> None:
     out = completed.stdout
     assert completed.returncode == 0, out + completed.stderr
     assert "Traceback" not in completed.stderr
-    assert "DEMO PASSED: all 5 steps behaved as expected" in out
-    for number in range(1, 6):
+    assert "DEMO PASSED: all 6 steps behaved as expected" in out
+    for number in range(1, 7):
         assert f"Step {number}:" in out
     assert " FAIL" not in out
     # Each user is seen as themselves, and only their own notes.
@@ -25,6 +25,9 @@ def test_demo_runs_end_to_end_and_reports_every_step() -> None:
     assert "MCPNoRefreshTokenError" in out
     assert "401 invalid_token (bad signature)" in out
     assert "401 invalid_token (wrong audience)" in out
+    # An MCP SDK OAuth client signs carol in (auto-login) and the server sees carol.
+    assert "carol (SDK OAuth client)" in out
+    assert "sub=carol tenant=acme" in out
     # Never a token in the report.
     assert "eyJ" not in out + completed.stderr
 

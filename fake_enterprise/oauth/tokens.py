@@ -1,0 +1,134 @@
+"""The tokens the authorization server signs (RFC 9068 access tokens, OIDC ID tokens) and reads back."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+
+from fake_enterprise.directory import User
+from fake_enterprise.keyring import KeyRing
+from fake_enterprise.settings import IssuerSettings
+
+__all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "ID_TOKEN_TYPE",
+    "IssuedAccessToken",
+    "OAuthTokens",
+    "UnreadableToken",
+    "user_claims",
+]
+
+ACCESS_TOKEN_TYPE = "at+jwt"
+ID_TOKEN_TYPE = "JWT"
+
+
+class UnreadableToken(Exception):
+    """A token presented to us is not one we issued, or no longer valid; the reason is safe to show."""
+
+
+def user_claims(user: User) -> dict[str, Any]:
+    """Who the user is, in every token the authorization server signs: the one place `sub` comes from."""
+    claims: dict[str, Any] = {
+        "sub": user.user_id,
+        "tenant_id": user.tenant_id,
+        "preferred_username": user.user_id,
+        "name": user.name or user.user_id,
+    }
+    if user.email:
+        claims["email"] = user.email
+    return claims
+
+
+@dataclass(frozen=True)
+class IssuedAccessToken:
+    token: str = field(repr=False)
+    jti: str
+    expires_at: int
+    expires_in: int
+
+
+class OAuthTokens:
+    def __init__(self, settings: IssuerSettings, keyring: KeyRing) -> None:
+        self._settings = settings
+        self._keyring = keyring
+
+    def _sign(self, claims: dict[str, Any], typ: str) -> str:
+        key = self._keyring.reserve(claims["exp"])
+        return jwt.encode(claims, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": typ})
+
+    def access_token(
+        self, user: User, *, client_id: str, audience: str, scopes: tuple[str, ...], auth_time: int | None
+    ) -> IssuedAccessToken:
+        """An RFC 9068 JWT access token for `user`, bound to `audience` (the RFC 8707 resource)."""
+        settings = self._settings
+        now = int(settings.clock())
+        jti = secrets.token_urlsafe(16)
+        claims: dict[str, Any] = {
+            "iss": settings.issuer_url,
+            **user_claims(user),
+            "aud": audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + settings.token_ttl,
+            "jti": jti,
+            "client_id": client_id,
+            "azp": client_id,
+            "scope": " ".join(scopes),
+        }
+        if auth_time is not None:
+            claims["auth_time"] = auth_time
+        token = self._sign(claims, ACCESS_TOKEN_TYPE)
+        return IssuedAccessToken(
+            token=token, jti=jti, expires_at=claims["exp"], expires_in=settings.token_ttl
+        )
+
+    def id_token(self, user: User, *, client_id: str, nonce: str | None, auth_time: int) -> str:
+        """An OIDC ID token for `client_id` (Core §2): `aud` is the client, `nonce` echoed."""
+        settings = self._settings
+        now = int(settings.clock())
+        claims: dict[str, Any] = {
+            "iss": settings.issuer_url,
+            **user_claims(user),
+            "aud": client_id,
+            "azp": client_id,
+            "iat": now,
+            "exp": now + settings.token_ttl,
+            "auth_time": auth_time,
+            "jti": secrets.token_urlsafe(16),
+        }
+        if nonce is not None:
+            claims["nonce"] = nonce
+        return self._sign(claims, ID_TOKEN_TYPE)
+
+    def read(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Header and claims of a token this issuer signed and that has not expired."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise UnreadableToken("the token is not a JWT") from None
+        kid = header.get("kid")
+        key = next((key for key in self._keyring.published() if key.kid == kid), None)
+        if key is None:
+            raise UnreadableToken("the token was not signed by this issuer")
+        try:
+            claims = jwt.decode(
+                token,
+                key.private_key.public_key(),
+                algorithms=[key.alg],
+                issuer=self._settings.issuer_url,
+                # Times are checked below against the issuer's own clock, which tests move by hand.
+                options={"verify_aud": False, "verify_exp": False, "verify_iat": False, "verify_nbf": False},
+            )
+        except jwt.InvalidIssuerError:
+            raise UnreadableToken("the token was issued by another issuer") from None
+        except jwt.PyJWTError:
+            raise UnreadableToken("the token's signature or claims are invalid") from None
+        exp = claims.get("exp")
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            raise UnreadableToken("the token has no expiry")
+        if exp <= self._settings.clock():
+            raise UnreadableToken("the token has expired")
+        return header, claims
