@@ -87,8 +87,10 @@ async def measure(args: argparse.Namespace) -> Samples:
     with servers_process() as servers:
         users = [f"bench-user-{n}" for n in range(1 + args.cold_users)]
         with AdminClient(servers.issuer_url, servers.secret) as admin:
+            subjects: dict[str, str] = {}
             for user_id in users:
-                admin.create_user(TENANT, user_id, email=f"{user_id}@example.com", name=user_id)
+                created = admin.create_user(TENANT, user_id, email=f"{user_id}@example.com", name=user_id)
+                subjects[user_id] = created["sub"]
                 admin.grant(TENANT, user_id)
         forwarding = MCPProvider(
             provider_id="forwarding",
@@ -122,13 +124,14 @@ async def measure(args: argparse.Namespace) -> Samples:
                 await on()
                 await off()
             for index in range(args.calls):
-                pair = ((on, samples.on, steady_user), (off, samples.off, servers.baseline_subject))
+                pair = ((on, samples.on, subjects[steady_user]), (off, samples.off, servers.baseline_subject))
                 for call, into, expected in pair if index % 2 == 0 else reversed(pair):
                     into.append(await timed(call, expected))
 
             for user_id in users[1:]:
                 for into in (samples.cold, samples.warm):
-                    into.append(await timed(lambda user_id=user_id: whoami(forwarding, user_id), user_id))
+                    cold = timed(lambda user_id=user_id: whoami(forwarding, user_id), subjects[user_id])
+                    into.append(await cold)
 
             for user_id in users[1:]:
                 start = time.perf_counter()

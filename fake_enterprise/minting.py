@@ -59,7 +59,7 @@ class TokenMinter:
         self._keyring = keyring
 
     def issue(self, user: User, *, audience: str, app_id: str, user_type: str) -> IssuedToken:
-        """The audience-bound token issue-token hands out for `user`."""
+        """The audience-bound token issue-token hands out for `user` (a stored one, with a subject)."""
         settings = self._settings
         now = int(settings.clock())
         exp = now + settings.token_ttl
@@ -67,13 +67,14 @@ class TokenMinter:
         client_id = app_id or settings.default_client_id
         claims: dict[str, Any] = {
             "iss": settings.issuer_url,
-            "sub": user.user_id,
+            "sub": user.subject,
             "aud": audience,
             "iat": now,
             "nbf": now,
             "exp": exp,
             "jti": jti,
             "tenant_id": user.tenant_id,
+            "preferred_username": user.user_id,
             "azp": client_id,
             "client_id": client_id,
             "name": user.name or user.user_id,

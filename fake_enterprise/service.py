@@ -24,6 +24,7 @@ _KEY_CHECK_CONTEXT = "data-key-check"
 _CLAIMS = (
     "iss",
     "sub",
+    "preferred_username",
     "aud",
     "iat",
     "nbf",
@@ -121,15 +122,16 @@ class IssuerService:
 
     def create_user(self, user: User) -> dict[str, Any]:
         try:
-            self.directory.create_user(user)
+            created = self.directory.create_user(user)
         except UserExistsError as exc:
             raise IssuerError(409, "user_exists", str(exc)) from exc
         return {
-            "tenant_id": user.tenant_id,
-            "user_id": user.user_id,
-            "email": user.email,
-            "name": user.name,
-            "token_profile": user.token_profile,
+            "tenant_id": created.tenant_id,
+            "user_id": created.user_id,
+            "sub": created.subject,
+            "email": created.email,
+            "name": created.name,
+            "token_profile": created.token_profile,
         }
 
     def put_grant(

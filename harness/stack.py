@@ -53,13 +53,14 @@ class StackSettings:
 
 @dataclass(frozen=True)
 class StackUser:
-    """A user the stack created at the issuer."""
+    """A user the stack created at the issuer; `sub` is the opaque subject its tokens carry."""
 
     tenant_id: str
     user_id: str
     email: str | None = None
     name: str | None = None
     has_grant: bool = True
+    sub: str = ""
 
 
 class LocalStack:
@@ -190,10 +191,10 @@ class LocalStack:
         grant_expires_at: int | None = None,
     ) -> StackUser:
         """Create a user at the issuer and, unless `grant=False`, store an SSO grant for them."""
-        self.admin.create_user(tenant_id, user_id, email=email, name=name)
+        created = self.admin.create_user(tenant_id, user_id, email=email, name=name)
         if grant:
             self.admin.grant(tenant_id, user_id, expires_at=grant_expires_at)
-        return StackUser(tenant_id, user_id, email=email, name=name, has_grant=grant)
+        return StackUser(tenant_id, user_id, email=email, name=name, has_grant=grant, sub=created["sub"])
 
     def new_user(self, tenant_id: str = "acme", *, prefix: str = "user", grant: bool = True) -> StackUser:
         """A user with a fresh id (`<prefix>-<n>-<random>`), so tests sharing a stack never collide."""

@@ -37,4 +37,4 @@ async def host(stack: Stack, anyio_backend: str) -> AsyncIterator[Host]:
         EnterpriseTokenClient(settings, http_client=http) as client,
     ):
         broker = TokenBroker(client)
-        yield Host(MCPToolRuntime(broker=broker), broker, client, issued_for)
+        yield Host(MCPToolRuntime(broker=broker), broker, client, issued_for, stack.user_of)

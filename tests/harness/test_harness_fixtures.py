@@ -44,8 +44,8 @@ async def test_idfwd_runtime_calls_tools_as_each_user(idfwd_runtime, idfwd_stack
     other = idfwd_stack.new_user("acme", prefix="other")
     mine = await idfwd_runtime.invoke(provider, "whoami", {}, tenant_id="acme", user_id=idfwd_user.user_id)
     theirs = await idfwd_runtime.invoke(provider, "whoami", {}, tenant_id="acme", user_id=other.user_id)
-    assert mine.structured_content["sub"] == idfwd_user.user_id
-    assert theirs.structured_content["sub"] == other.user_id
+    assert mine.structured_content["sub"] == idfwd_user.sub
+    assert theirs.structured_content["sub"] == other.sub != idfwd_user.sub
     assert mine.structured_content["aud"] == idfwd_stack.server_url
 
 

@@ -1,5 +1,6 @@
 import json
 import queue
+import re
 import shlex
 import signal
 import subprocess
@@ -78,7 +79,9 @@ def test_up_serves_prints_working_examples_and_stops_on_signal(
     command = [sys.executable, "-m", "harness", *call[1:]]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
-    assert json.loads(completed.stdout)["sub"] == "alice"
+    identity = json.loads(completed.stdout)
+    assert (identity["email"], identity["tenant_id"]) == ("alice@example.com", "acme")
+    assert re.fullmatch("[0-9a-f]{32}", identity["sub"])
 
     process.send_signal(stop_signal)
     _, err = process.communicate(timeout=30)
@@ -98,7 +101,7 @@ def test_call_prints_the_tool_result(local_stack: LocalStack, capsys: pytest.Cap
     assert main(_call(local_stack, user.user_id, "echo", "--args", '{"text": "hello"}')) == 0
     assert "hello" in capsys.readouterr().out
     assert main(_call(local_stack, user.user_id, "whoami")) == 0
-    assert json.loads(capsys.readouterr().out)["sub"] == user.user_id
+    assert json.loads(capsys.readouterr().out)["sub"] == user.sub
 
 
 def test_call_reports_the_mapped_error(local_stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:

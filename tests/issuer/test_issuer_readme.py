@@ -28,7 +28,8 @@ def test_the_python_example_runs() -> None:
     namespace: dict[str, object] = {}
     exec(compile(example, "README.md (issuer python example)", "exec"), namespace)
     claims = jwt.decode(str(namespace["token"]), options={"verify_signature": False})
-    assert (claims["sub"], claims["aud"]) == ("alice", "http://127.0.0.1:8000/mcp")
+    assert (claims["preferred_username"], claims["aud"]) == ("alice", "http://127.0.0.1:8000/mcp")
+    assert claims["sub"] != "alice"
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")

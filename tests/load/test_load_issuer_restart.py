@@ -80,7 +80,7 @@ async def test_issuer_restart_with_the_same_db_keeps_state_and_maps_in_flight_fa
     secret, server_url, issuer_url = deployment.secret, deployment.server_url, deployment.issuer.url
     user_ids = [f"survivor-{n:02d}" for n in range(12)]
     with AdminClient(issuer_url, secret) as admin:
-        await anyio.to_thread.run_sync(create_users, admin, [*user_ids, "held", "revoked"])
+        subjects = await anyio.to_thread.run_sync(create_users, admin, [*user_ids, "held", "revoked"])
         admin.revoke(TENANT, "revoked")
         admin.rotate_keys()  # one retired key and one current key, both to survive the restart
         kids_before = [key["kid"] for key in admin.jwks()["keys"]]
@@ -97,7 +97,7 @@ async def test_issuer_restart_with_the_same_db_keeps_state_and_maps_in_flight_fa
         open_host(issuer_url, secret) as caching,
     ):
         held = await call_tool(caching.runtime, provider, "held", "whoami")
-        assert held["sub"] == "held"
+        assert held["sub"] == subjects["held"]
 
         async def whoami(host: Host, user_id: str) -> str:
             return str((await call_tool(host.runtime, provider, user_id, "whoami"))["sub"])
@@ -112,7 +112,7 @@ async def test_issuer_restart_with_the_same_db_keeps_state_and_maps_in_flight_fa
                 unexpected.append(exc)
                 busy.report(False)
             else:
-                answers.append((user_id, answered))
+                answers.append((subjects[user_id], answered))
                 busy.report(True)
 
         async def restarter() -> None:
@@ -136,7 +136,7 @@ async def test_issuer_restart_with_the_same_db_keeps_state_and_maps_in_flight_fa
     for exc in mapped:
         assert type(exc) is MCPTokenError and exc.retriable
     assert len(down_call) == 1 and type(down_call[0]) is MCPTokenError and down_call[0].retriable
-    assert held_again["sub"] == "held"
+    assert held_again["sub"] == subjects["held"]
 
     with AdminClient(issuer_url, secret) as admin:
         # Keys survived: every kid is still published, the current one still signs, and a token
@@ -148,7 +148,7 @@ async def test_issuer_restart_with_the_same_db_keeps_state_and_maps_in_flight_fa
         assert held_token is not None
         signer = jwt.PyJWKSet.from_dict(jwks)[jwt.get_unverified_header(held_token.token)["kid"]]
         claims = jwt.decode(held_token.token, signer, algorithms=[signer.algorithm_name], audience=server_url)
-        assert claims["sub"] == "held"
+        assert claims["sub"] == subjects["held"]
         # Users and grants survived, revocations too.
         with pytest.raises(AdminAPIError) as exists:
             admin.create_user(TENANT, user_ids[0])
