@@ -9,7 +9,14 @@ import sqlite3
 import sys
 from typing import Any
 
-from fake_enterprise import SIGNING_ALGORITHMS, TOKEN_PROFILES, DataKeyError, IssuerSettings, create_app
+from fake_enterprise import (
+    SIGNING_ALGORITHMS,
+    TOKEN_PROFILES,
+    DataKeyError,
+    IssuerSettings,
+    StorageTamperedError,
+    create_app,
+)
 from harness.commands._arguments import loopback_host, port, positive_int
 from harness.servers import bind_loopback, serve_forever, socket_url
 
@@ -69,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                 token_profile=args.token_profile,
             )
             app = create_app(settings)
-        except (ValueError, DataKeyError, OSError, sqlite3.Error) as exc:
+        except (ValueError, DataKeyError, StorageTamperedError, OSError, sqlite3.Error) as exc:
             print(f"mcp-idfwd issuer: {exc}", file=sys.stderr)
             return 1
         print(f"issuer: {url}")
