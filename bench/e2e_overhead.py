@@ -86,7 +86,7 @@ async def measure(args: argparse.Namespace) -> Samples:
     samples = Samples()
     with servers_process() as servers:
         users = [f"bench-user-{n}" for n in range(1 + args.cold_users)]
-        with AdminClient(servers.issuer_url, servers.secret) as admin:
+        with AdminClient(servers.issuer_url, servers.admin_secret) as admin:
             subjects: dict[str, str] = {}
             for user_id in users:
                 created = admin.create_user(TENANT, user_id, email=f"{user_id}@example.com", name=user_id)

@@ -1,9 +1,10 @@
-"""The issuer's HTTP surface: discovery, JWKS, the inner issue-token API and the admin API."""
+"""The issuer's HTTP surface: discovery, JWKS, the inner issue-token API and the admin API.
+
+Which secret opens which route is `authentication.SecretGate`'s job."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from fake_enterprise.authentication import SecretGate
 from fake_enterprise.directory import TenantPolicy, User
 from fake_enterprise.errors import IssuerError
 from fake_enterprise.faults import Faults
@@ -23,9 +25,8 @@ from fake_enterprise.service import ISSUE_TOKEN_PATH, IssuerService
 from fake_enterprise.settings import SIGNING_ALGORITHMS, TOKEN_PROFILES, IssuerSettings
 from fake_enterprise.validation import Body, check_identifier, read_json_object
 
-__all__ = ["SECRET_HEADER", "create_app"]
+__all__ = ["create_app"]
 
-SECRET_HEADER = "Enterprise-Api-Secret-Key"
 _USER_TYPES = ("account", "end_user")
 _TEN_YEARS = 10 * 365 * 86_400
 _MAX_LATENCY_MS = 60_000
@@ -43,14 +44,7 @@ class _Routes:
     def __init__(self, service: IssuerService) -> None:
         self._service = service
         self._settings = service.settings
-        self._secret = service.settings.secret.encode()
-
-    def _authenticate(self, request: Request) -> None:
-        presented = request.headers.get(SECRET_HEADER)
-        if presented is None:
-            raise IssuerError(401, "invalid_client", f"missing {SECRET_HEADER} header")
-        if not hmac.compare_digest(presented.encode("latin-1"), self._secret):
-            raise IssuerError(401, "invalid_client", f"wrong {SECRET_HEADER}")
+        self._gate = SecretGate(service.settings.secret, service.settings.admin_secret)
 
     async def _body(self, request: Request, allowed: tuple[str, ...], *, allow_empty: bool = False) -> Body:
         data = await read_json_object(request, limit=self._settings.max_body_bytes, allow_empty=allow_empty)
@@ -70,7 +64,7 @@ class _Routes:
         return _json(200, keys, {"Cache-Control": f"public, max-age={self._settings.jwks_max_age}"})
 
     async def issue_token(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.inner(request)
         faults = self._service.faults.current
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
@@ -99,7 +93,7 @@ class _Routes:
         return _json(200, result)
 
     async def create_user(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         body = await self._body(request, ("tenant_id", "user_id", "email", "name", "token_profile"))
         user = User(
             tenant_id=body.identifier("tenant_id"),
@@ -111,7 +105,7 @@ class _Routes:
         return _json(201, await run_in_threadpool(self._service.create_user, user))
 
     async def put_grant(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         tenant_id, user_id = self._path_ids(request, "tenant_id", "user_id")
         body = await self._body(request, ("expires_at", "refresh_token"), allow_empty=True)
         expires_at = body.integer("expires_at", minimum=0, maximum=2**53)
@@ -122,12 +116,12 @@ class _Routes:
         return _json(200, result)
 
     async def revoke_grant(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         tenant_id, user_id = self._path_ids(request, "tenant_id", "user_id")
         return _json(200, await run_in_threadpool(self._service.revoke_grant, tenant_id, user_id))
 
     async def set_policy(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         (tenant_id,) = self._path_ids(request, "tenant_id")
         body = await self._body(request, ("deny", "allowed_audiences"), allow_empty=True)
         policy = TenantPolicy(
@@ -136,13 +130,13 @@ class _Routes:
         return _json(200, await run_in_threadpool(self._service.set_policy, tenant_id, policy))
 
     async def rotate_keys(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         body = await self._body(request, ("alg",), allow_empty=True)
         alg = body.choice("alg", SIGNING_ALGORITHMS)
         return _json(200, await run_in_threadpool(self._service.rotate_keys, alg))
 
     async def set_faults(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         fields = ("latency_ms", "issue_token_status", "issue_token_error", "jwks_unavailable")
         body = await self._body(request, fields, allow_empty=True)
         faults = Faults(
@@ -154,11 +148,11 @@ class _Routes:
         return _json(200, self._service.faults.set(faults).as_json())
 
     async def clear_faults(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         return _json(200, self._service.faults.clear().as_json())
 
     async def mint(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         body = await self._body(request, ("claims", "header", "ttl", "hmac_key"))
         claims = body.object("claims", required=True)
         header = body.object("header")
@@ -171,7 +165,7 @@ class _Routes:
 
 async def _issuer_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, IssuerError)
-    return _json(exc.status, exc.as_json())
+    return _json(exc.status, exc.as_json(), exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

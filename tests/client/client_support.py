@@ -135,9 +135,9 @@ def _serve(app: ASGIApp, sock: socket.socket) -> ServedApp:
         raise
 
 
-def serve_issuer(secret: str) -> tuple[ServedApp, RequestLog]:
+def serve_issuer(secret: str, admin_secret: str) -> tuple[ServedApp, RequestLog]:
     sock = bind_loopback()
-    settings = fake_enterprise.IssuerSettings(issuer_url=socket_url(sock), secret=secret)
+    settings = fake_enterprise.IssuerSettings(socket_url(sock), secret, admin_secret)
     app = RequestLog(fake_enterprise.create_app(settings))
     return _serve(app, sock), app
 

@@ -14,10 +14,10 @@ from client_runtime import EnterpriseTokenClient, EnterpriseTokenSettings, MCPTo
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    secret = secrets.token_urlsafe(16)
-    issuer, issuer_log = serve_issuer(secret)
+    secret, admin_secret = secrets.token_hex(16), secrets.token_hex(16)
+    issuer, issuer_log = serve_issuer(secret, admin_secret)
     server, server_log, server_url = serve_mcp_server(issuer.url)
-    admin = fake_enterprise.AdminClient(issuer.url, secret)
+    admin = fake_enterprise.AdminClient(issuer.url, admin_secret, inner_secret=secret)
     try:
         yield Stack(issuer.url, secret, server_url, admin, issuer_log, server_log)
     finally:

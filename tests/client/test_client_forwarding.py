@@ -185,7 +185,7 @@ async def test_a_custom_token_header_keeps_the_static_authorization(stack: Stack
 @pytest.fixture(scope="module")
 def foreign_server(stack: Stack) -> Iterator[tuple[str, RequestLog]]:
     """An MCP server that trusts another issuer, so it answers every token of ours with 401."""
-    other_issuer, _ = serve_issuer("other-secret")
+    other_issuer, _ = serve_issuer("other-secret", "other-admin-secret")
     server, log, url = serve_mcp_server(other_issuer.url)
     try:
         yield url, log

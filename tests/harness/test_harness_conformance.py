@@ -37,7 +37,7 @@ def test_the_battery_covers_every_defect_the_issue_names() -> None:
 
 def test_the_projects_own_server_passes_every_case(local_stack: LocalStack) -> None:
     one_key_before = len(local_stack.admin.jwks()["keys"]) == 1
-    report = run_battery(Target(local_stack.server_url, local_stack.issuer_url, local_stack.secret))
+    report = run_battery(Target(local_stack.server_url, local_stack.issuer_url, local_stack.admin_secret))
     not_passed = {r.name: (r.observed_status, r.observed_challenge, r.detail) for r in report.results
                   if r.verdict is not Verdict.PASS}  # fmt: skip
     assert not_passed == {}
@@ -53,7 +53,7 @@ def test_the_projects_own_server_passes_every_case(local_stack: LocalStack) -> N
 
 
 def test_an_audience_blind_server_is_caught(local_stack: LocalStack, weak_server: ServedApp) -> None:
-    report = run_battery(Target(weak_server.url + "/mcp", local_stack.issuer_url, local_stack.secret))
+    report = run_battery(Target(weak_server.url + "/mcp", local_stack.issuer_url, local_stack.admin_secret))
     failed = {result.name for result in report.results if result.verdict is Verdict.FAIL}
     assert failed == AUDIENCE_CASES
     assert all(
@@ -67,7 +67,9 @@ def test_an_audience_blind_server_is_caught(local_stack: LocalStack, weak_server
 def test_a_server_that_follows_jku_is_caught_fetching_it(
     local_stack: LocalStack, jku_trusting_server: ServedApp
 ) -> None:
-    report = run_battery(Target(jku_trusting_server.url + "/mcp", local_stack.issuer_url, local_stack.secret))
+    report = run_battery(
+        Target(jku_trusting_server.url + "/mcp", local_stack.issuer_url, local_stack.admin_secret)
+    )
     (jku,) = [result for result in report.results if result.name == "jku-header"]
     assert jku.verdict is Verdict.FAIL
     assert jku.observed_status == 200
@@ -81,7 +83,7 @@ def test_refusing_the_valid_token_fails_and_says_why(
     local_stack: LocalStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["conformance", "--server", local_stack.server_url, "--issuer-admin", local_stack.issuer_url,
-            "--secret", local_stack.secret, "--audience", "http://127.0.0.1:9/elsewhere/mcp",
+            "--secret", local_stack.admin_secret, "--audience", "http://127.0.0.1:9/elsewhere/mcp",
             "--case", "alg-none", "--case", "expired", "--format", "json"]  # fmt: skip
     assert main(argv) == 1
     document = json.loads(capsys.readouterr().out)
@@ -97,12 +99,12 @@ def test_cli_exits_non_zero_against_the_weak_server_and_writes_valid_junit(
     output = tmp_path / "conformance.xml"
     command = [
         sys.executable, "-m", "harness", "conformance", "--server", weak_server.url + "/mcp",
-        "--issuer-admin", local_stack.issuer_url, "--secret", local_stack.secret,
+        "--issuer-admin", local_stack.issuer_url, "--secret", local_stack.admin_secret,
         "--format", "junit", "--output", str(output),
     ]  # fmt: skip
     completed = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert completed.returncode == 1, completed.stderr
-    assert local_stack.secret not in completed.stdout + completed.stderr
+    assert local_stack.admin_secret not in completed.stdout + completed.stderr
 
     suites = ET.parse(output).getroot()
     assert suites.tag == "testsuites"
@@ -122,7 +124,7 @@ def test_cli_json_report_against_the_projects_own_server(
     local_stack: LocalStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["conformance", "--server", local_stack.server_url, "--issuer-admin", local_stack.issuer_url,
-            "--secret", local_stack.secret, "--format", "json"]  # fmt: skip
+            "--secret", local_stack.admin_secret, "--format", "json"]  # fmt: skip
     assert main(argv) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["exit_code"] == 0
@@ -135,7 +137,7 @@ def test_cli_json_report_against_the_projects_own_server(
 
 def test_cli_table_report(local_stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["conformance", "--server", local_stack.server_url, "--issuer-admin", local_stack.issuer_url,
-            "--secret", local_stack.secret]  # fmt: skip
+            "--secret", local_stack.admin_secret]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "CONFORMANT: 27 cases (27 pass)" in out
@@ -152,11 +154,11 @@ def test_wrong_admin_secret_is_a_setup_error(
             "--secret", "not-the-secret"]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "conformance:" in err and "invalid_client" in err and "not-the-secret" not in err
+    assert "conformance:" in err and "invalid_token" in err and "not-the-secret" not in err
 
 
 def test_unreachable_server_makes_every_case_an_error(local_stack: LocalStack) -> None:
-    report = run_battery(Target("http://127.0.0.1:9/mcp", local_stack.issuer_url, local_stack.secret))
+    report = run_battery(Target("http://127.0.0.1:9/mcp", local_stack.issuer_url, local_stack.admin_secret))
     assert {result.verdict for result in report.results} == {Verdict.ERROR}
     assert report.exit_code == 2
 

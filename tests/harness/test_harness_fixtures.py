@@ -9,6 +9,23 @@ def test_idfwd_issuer_is_running_with_an_admin_client(idfwd_issuer) -> None:
     assert discovery["issuer"] == idfwd_issuer.url
     assert idfwd_issuer.admin.jwks()["keys"]
     assert idfwd_issuer.secret not in repr(idfwd_issuer)
+    assert idfwd_issuer.admin_secret not in repr(idfwd_issuer)
+
+
+def test_idfwd_issuer_has_two_secrets_with_two_jobs(idfwd_issuer) -> None:
+    assert idfwd_issuer.admin_secret != idfwd_issuer.secret
+    minted = httpx.post(
+        f"{idfwd_issuer.url}/admin/mint",
+        json={"claims": {"sub": "x"}},
+        headers={"Authorization": f"Bearer {idfwd_issuer.admin_secret}"},
+    )
+    assert minted.status_code == 200
+    with_the_inner_secret = httpx.post(
+        f"{idfwd_issuer.url}/admin/mint",
+        json={"claims": {"sub": "x"}},
+        headers={"Enterprise-Api-Secret-Key": idfwd_issuer.secret},
+    )
+    assert with_the_inner_secret.status_code == 401
 
 
 def test_idfwd_mcp_server_trusts_the_issuer(idfwd_issuer, idfwd_mcp_server) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from issuer_support import AUDIENCE, SECRET
+from issuer_support import ADMIN_SECRET, AUDIENCE, SECRET
 
 from fake_enterprise import DATA_KEY_ENV, IssuerSettings, StorageTamperedError, create_app
 from fake_enterprise.crypto import DataCipher
@@ -29,7 +29,12 @@ def _no_data_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _settings(db: Path, alg: str = "ES256") -> IssuerSettings:
     return IssuerSettings(
-        issuer_url="http://127.0.0.1:1", secret=SECRET, db_path=str(db), data_key=DATA_KEY, alg=alg
+        issuer_url="http://127.0.0.1:1",
+        secret=SECRET,
+        admin_secret=ADMIN_SECRET,
+        db_path=str(db),
+        data_key=DATA_KEY,
+        alg=alg,
     )
 
 
@@ -169,7 +174,11 @@ def test_rows_sealed_the_old_way_are_checked_and_resealed(tmp_path: Path) -> Non
 
 def test_the_cli_refuses_a_tampered_database_in_one_line(tmp_path: Path) -> None:
     db = tmp_path / "issuer.db"
-    app = create_app(IssuerSettings(issuer_url="http://127.0.0.1:1", secret=SECRET, db_path=str(db)))
+    app = create_app(
+        IssuerSettings(
+            issuer_url="http://127.0.0.1:1", secret=SECRET, admin_secret=ADMIN_SECRET, db_path=str(db)
+        )
+    )
     try:
         (kid,) = [key["kid"] for key in app.state.issuer.jwks()["keys"]]
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 
 import jwt
 import pytest
-from issuer_support import AUDIENCE, SECRET, StartIssuer
+from issuer_support import ADMIN_SECRET, AUDIENCE, SECRET, StartIssuer
 
 from fake_enterprise import DATA_KEY_ENV, AdminAPIError, DataKeyError, IssuerSettings, create_app
 
@@ -24,7 +24,13 @@ def _no_data_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _settings(db_path: str, **overrides: Any) -> IssuerSettings:
-    return IssuerSettings(issuer_url="http://127.0.0.1:1", secret=SECRET, db_path=db_path, **overrides)
+    return IssuerSettings(
+        issuer_url="http://127.0.0.1:1",
+        secret=SECRET,
+        admin_secret=ADMIN_SECRET,
+        db_path=db_path,
+        **overrides,
+    )
 
 
 def _db_bytes(db: Path) -> bytes:
