@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 import threading
@@ -74,6 +75,16 @@ def _give_every_user_a_subject(conn: sqlite3.Connection) -> None:
     )
 
 
+def _create_owner_only(path: str) -> None:
+    """Create the database file with mode 0600 before SQLite opens it, if it does not exist yet.
+
+    SQLite creates the WAL and SHM files with the database file's permissions, so they are
+    owner-only too. An existing file keeps the mode its owner gave it.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+
+
 class Database:
     """A single SQLite connection shared by all threads, serialised by a lock.
 
@@ -84,6 +95,8 @@ class Database:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.RLock()
+        if path not in (":memory:", ""):
+            _create_owner_only(path)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
         self._conn.row_factory = sqlite3.Row
         try:
