@@ -159,14 +159,27 @@ class AdminClient:
 
     def mint(
         self,
-        claims: dict[str, Any],
+        claims: dict[str, Any] | None = None,
         *,
         header: dict[str, Any] | None = None,
         ttl: int | None = None,
         hmac_key: str | None = None,
+        raw_header: str | None = None,
+        raw_claims: str | None = None,
     ) -> str:
-        """A token with these claims and header fields over the defaults (None removes a member)."""
-        body = _without_none(claims=claims, header=header, ttl=ttl, hmac_key=hmac_key)
+        """A token with these claims and header fields over the defaults (None removes a member).
+
+        `raw_header` / `raw_claims` are exact JSON texts encoded and signed as they are, in place
+        of `header` / `claims`: for tokens with duplicate members and other malformed JSON objects.
+        """
+        body = _without_none(
+            claims=claims,
+            header=header,
+            ttl=ttl,
+            hmac_key=hmac_key,
+            raw_header=raw_header,
+            raw_claims=raw_claims,
+        )
         return self._admin("POST", "/admin/mint", body)["token"]
 
     def issue_token(

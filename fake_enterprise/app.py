@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -30,6 +31,7 @@ __all__ = ["create_app"]
 _USER_TYPES = ("account", "end_user")
 _TEN_YEARS = 10 * 365 * 86_400
 _MAX_LATENCY_MS = 60_000
+_MAX_RAW_JSON = 16 * 1024
 
 _log = logging.getLogger(__name__)
 
@@ -153,14 +155,32 @@ class _Routes:
 
     async def mint(self, request: Request) -> Response:
         self._gate.admin(request)
-        body = await self._body(request, ("claims", "header", "ttl", "hmac_key"))
-        claims = body.object("claims", required=True)
+        fields = ("claims", "header", "ttl", "hmac_key", "raw_header", "raw_claims")
+        body = await self._body(request, fields)
+        raw_header = body.string("raw_header", max_length=_MAX_RAW_JSON)
+        raw_claims = body.string("raw_claims", max_length=_MAX_RAW_JSON)
+        claims = body.object("claims", required=raw_claims is None)
         header = body.object("header")
         ttl = body.integer("ttl", minimum=-_TEN_YEARS, maximum=_TEN_YEARS)
         hmac_key = body.string("hmac_key", max_length=16_384)
-        assert claims is not None  # required=True
-        mint = self._service.mint
-        return _json(200, await run_in_threadpool(mint, claims, header=header, ttl=ttl, hmac_key=hmac_key))
+        if raw_claims is not None and (claims is not None or ttl is not None):
+            raise IssuerError(
+                400, "invalid_request", "raw_claims replaces claims and ttl; send one or the other"
+            )
+        if raw_header is not None and header is not None:
+            raise IssuerError(400, "invalid_request", "raw_header replaces header; send one or the other")
+        result = await run_in_threadpool(
+            partial(
+                self._service.mint,
+                claims,
+                header=header,
+                ttl=ttl,
+                hmac_key=hmac_key,
+                raw_header=raw_header,
+                raw_claims=raw_claims,
+            )
+        )
+        return _json(200, result)
 
 
 async def _issuer_error(request: Request, exc: Exception) -> Response:

@@ -167,13 +167,23 @@ class IssuerService:
 
     def mint(
         self,
-        claims: dict[str, Any],
+        claims: dict[str, Any] | None,
         *,
         header: dict[str, Any] | None,
         ttl: int | None,
         hmac_key: str | None,
+        raw_header: str | None = None,
+        raw_claims: str | None = None,
     ) -> dict[str, Any]:
         try:
-            return {"token": self.minter.mint(claims, header=header, ttl=ttl, hmac_key=hmac_key)}
+            token = self.minter.mint(
+                claims,
+                header=header,
+                ttl=ttl,
+                hmac_key=hmac_key,
+                raw_header=raw_header,
+                raw_claims=raw_claims,
+            )
+            return {"token": token}
         except MintError as exc:
             raise IssuerError(400, "invalid_request", str(exc)) from exc
