@@ -31,6 +31,7 @@ def main() -> int:
                 "baseline_url": baseline_url,
                 "baseline_subject": BASELINE_SUBJECT,
                 "secret": stack.secret,
+                "admin_secret": stack.admin_secret,
             }
             print(json.dumps(announcement), flush=True)
             sys.stdin.read()

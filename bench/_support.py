@@ -421,11 +421,13 @@ class IssuerProcess:
 
 
 @contextmanager
-def issuer_process(alg: str, secret: str, *, token_ttl: int = 300) -> Iterator[IssuerProcess]:
+def issuer_process(
+    alg: str, secret: str, admin_secret: str, *, token_ttl: int = 300
+) -> Iterator[IssuerProcess]:
     """`python -m harness issuer` on a free loopback port in its own process (own GIL), ready to serve."""
     options = ["--port", "0", "--alg", alg, "--token-ttl", str(token_ttl)]
     argv = [sys.executable, "-m", "harness", "issuer", *options]
-    env = {"MCP_IDFWD_ISSUER_SECRET": secret}
+    env = {"MCP_IDFWD_ISSUER_SECRET": secret, "MCP_IDFWD_ADMIN_SECRET": admin_secret}
     with spawn(argv, announces=lambda line: line.startswith("issuer:"), env=env) as child:
         url = child.first_line.split(":", 1)[1].strip()
         wait_until_serving(url + "/.well-known/openid-configuration")
@@ -443,6 +445,7 @@ class ServersProcess:
     baseline_url: str
     baseline_subject: str
     secret: str = field(repr=False)
+    admin_secret: str = field(repr=False)
     pid: int
 
 
@@ -457,5 +460,6 @@ def servers_process() -> Iterator[ServersProcess]:
             baseline_url=announced["baseline_url"],
             baseline_subject=announced["baseline_subject"],
             secret=announced["secret"],
+            admin_secret=announced["admin_secret"],
             pid=child.pid,
         )

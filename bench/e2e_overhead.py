@@ -101,9 +101,11 @@ async def measure(args: argparse.Namespace) -> Samples:
     with servers_process() as servers:
         steady_user = "bench-steady"
         cold_users = [f"bench-cold-{n}" for n in range(args.repeats * args.calls + args.warmup)]
-        with AdminClient(servers.issuer_url, servers.secret) as admin:
+        subjects: dict[str, str] = {}
+        with AdminClient(servers.issuer_url, servers.admin_secret) as admin:
             for user_id in [steady_user, *cold_users]:
-                admin.create_user(TENANT, user_id, email=f"{user_id}@example.com", name=user_id)
+                created = admin.create_user(TENANT, user_id, email=f"{user_id}@example.com", name=user_id)
+                subjects[user_id] = created["sub"]
                 admin.grant(TENANT, user_id)
         forwarding = MCPProvider(
             provider_id="forwarding",
@@ -138,15 +140,16 @@ async def measure(args: argparse.Namespace) -> Samples:
                     return str(result.structured_content["sub"])
 
                 fresh_cold = iter(cold_users)
+                steady = subjects[steady_user]
 
                 def calls() -> dict[str, tuple[Callable[[], Awaitable[str]], str]]:
                     cold_user = next(fresh_cold)
                     return {
                         "off": (lambda: whoami(runtime, baseline, steady_user), servers.baseline_subject),
-                        "reused": (lambda: whoami(runtime, forwarding, steady_user), steady_user),
-                        "fresh": (lambda: whoami(runtime, fresh_forwarding, steady_user), steady_user),
-                        "cold": (lambda: whoami(cold_runtime, forwarding, cold_user), cold_user),
-                        "mint": (lambda: whoami(minting_runtime, fresh_forwarding, steady_user), steady_user),
+                        "reused": (lambda: whoami(runtime, forwarding, steady_user), steady),
+                        "fresh": (lambda: whoami(runtime, fresh_forwarding, steady_user), steady),
+                        "cold": (lambda: whoami(cold_runtime, forwarding, cold_user), subjects[cold_user]),
+                        "mint": (lambda: whoami(minting_runtime, fresh_forwarding, steady_user), steady),
                     }
 
                 for _ in range(args.warmup):

@@ -236,10 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     for alg in args.algs:
         signing[alg] = raw_signing_rate(alg, args.sign_seconds)
         report.add(f"{alg}.raw_sign", signing[alg], "ops/s", label=f"raw PyJWT jwt.encode, one thread, {alg}")
-        secret = secrets.token_urlsafe(24)
-        with issuer_process(alg, secret) as issuer:
+        secret, admin_secret = secrets.token_hex(24), secrets.token_hex(24)
+        with issuer_process(alg, secret, admin_secret) as issuer:
             commands.add(issuer.command.replace(alg, "ALG"))
-            with AdminClient(issuer.url, secret) as admin:
+            with AdminClient(issuer.url, admin_secret) as admin:
                 for user in users:
                     admin.create_user(TENANT, user, email=f"{user}@example.com", name=user)
                     admin.grant(TENANT, user)

@@ -67,8 +67,9 @@ async def measure(args: argparse.Namespace) -> int:
     ok = True
     logging.disable(logging.INFO)  # the mcp SDK's per-request INFO lines
     with LocalStack(StackSettings()) as stack:
-        lone_user = stack.new_user(TENANT).user_id
-        many_users = [stack.new_user(TENANT).user_id for _ in range(n)]
+        created = [stack.new_user(TENANT) for _ in range(n + 1)]
+        subjects = {user.user_id: user.sub for user in created}
+        lone_user, *many_users = subjects
         provider = stack.provider(TENANT)
         settings = EnterpriseTokenSettings(issuer_url=stack.issuer_url, inner_api_secret=stack.secret)
         async with EnterpriseTokenClient(settings) as client:
@@ -78,7 +79,7 @@ async def measure(args: argparse.Namespace) -> int:
             async def whoami(user_id: str, wrong: list[str]) -> None:
                 result = await runtime.invoke(provider, "whoami", tenant_id=TENANT, user_id=user_id)
                 subject = (result.structured_content or {}).get("sub")
-                if result.is_error or subject != user_id:
+                if result.is_error or subject != subjects[user_id]:
                     wrong.append(user_id)
 
             async def scenario(name: str, label: str, user_ids: list[str], expected: int) -> None:

@@ -87,6 +87,8 @@ class MCPProvider:
         object.__setattr__(self, "static_headers", MappingProxyType(dict(self.static_headers)))
         if not isinstance(self.enterprise_enabled, bool):
             raise MCPProviderConfigError("enterprise_enabled must be a bool")
+        if not isinstance(self.session_reuse, bool):
+            raise MCPProviderConfigError("session_reuse must be a bool")
 
     @property
     def effective_mode(self) -> IdentityMode:

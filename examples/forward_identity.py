@@ -4,7 +4,7 @@
     python examples/forward_identity.py --issuer http://127.0.0.1:9000 \
         --server http://127.0.0.1:9100/mcp --tenant acme --user alice [--tool whoami]
 
-Try it against the local stack: `mcp-idfwd up` prints the URLs and the secret.
+Try it against the local stack: `mcp-idfwd up` prints the URLs and the inner secret (`secret`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The issuer: users, SSO grants, audience-bound JWTs, OIDC discovery and JWKS."""
 
 from fake_enterprise.admin_client import AdminAPIError, AdminClient, AdminClientError
-from fake_enterprise.app import SECRET_HEADER, create_app
-from fake_enterprise.crypto import DATA_KEY_ENV, DataKeyError
+from fake_enterprise.app import create_app
+from fake_enterprise.authentication import SECRET_HEADER
+from fake_enterprise.crypto import DATA_KEY_ENV, DataKeyError, StorageTamperedError
 from fake_enterprise.settings import SIGNING_ALGORITHMS, TOKEN_PROFILES, IssuerSettings
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "AdminClientError",
     "DataKeyError",
     "IssuerSettings",
+    "StorageTamperedError",
     "create_app",
 ]

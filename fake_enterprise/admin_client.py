@@ -38,13 +38,17 @@ def _without_none(**fields: Any) -> dict[str, Any]:
 class AdminClient:
     """Puts an issuer into any state over HTTP. Use as a context manager, or call `close()`.
 
-    `base_url` is the issuer URL; `secret` its inner API secret (sent only to the inner and
-    admin endpoints, never shown in errors or the repr).
+    `base_url` is the issuer URL; `admin_secret` opens its admin API (sent as `Authorization:
+    Bearer`); `inner_secret`, needed only by `issue_token`, is the host's `Enterprise-Api-Secret-Key`.
+    Each secret goes only to its own endpoints and never into errors or the repr.
     """
 
-    def __init__(self, base_url: str, secret: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str, admin_secret: str, *, inner_secret: str | None = None, timeout: float = 10.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._secret = secret
+        self._admin_headers = {"Authorization": f"Bearer {admin_secret}"}
+        self._inner_headers = None if inner_secret is None else {_SECRET_HEADER: inner_secret}
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
 
     def __repr__(self) -> str:
@@ -61,8 +65,14 @@ class AdminClient:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, *, auth: bool = True) -> Any:
-        headers = {_SECRET_HEADER: self._secret} if auth else {}
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         try:
             response = self._http.request(method, path, json=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -80,6 +90,9 @@ class AdminClient:
             raise AdminAPIError(response.status_code, payload["error"], str(payload.get("message", "")))
         raise AdminAPIError(response.status_code, "http_error", f"{method} {path} failed")
 
+    def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self._call(method, path, body, headers=self._admin_headers)
+
     def create_user(
         self,
         tenant_id: str,
@@ -92,26 +105,26 @@ class AdminClient:
         """Create a user (409 `user_exists` if present). `token_profile` overrides the issuer's."""
         body = _without_none(tenant_id=tenant_id, user_id=user_id, email=email, name=name)
         body.update(_without_none(token_profile=token_profile))
-        return self._call("POST", "/admin/users", body)
+        return self._admin("POST", "/admin/users", body)
 
     def grant(
         self, tenant_id: str, user_id: str, *, expires_at: int | None = None, refresh_token: str | None = None
     ) -> dict[str, Any]:
         """The user signs in with SSO: store (or replace) their grant."""
-        return self._call(
+        return self._admin(
             "PUT",
             f"/admin/users/{_segment(tenant_id)}/{_segment(user_id)}/grant",
             _without_none(expires_at=expires_at, refresh_token=refresh_token),
         )
 
     def revoke(self, tenant_id: str, user_id: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/admin/users/{_segment(tenant_id)}/{_segment(user_id)}/grant")
+        return self._admin("DELETE", f"/admin/users/{_segment(tenant_id)}/{_segment(user_id)}/grant")
 
     def set_policy(
         self, tenant_id: str, *, deny: bool | None = None, allowed_audiences: list[str] | None = None
     ) -> dict[str, Any]:
         """Replace the tenant's policy (omitted parts reset: not denied, any audience)."""
-        return self._call(
+        return self._admin(
             "PUT",
             f"/admin/tenants/{_segment(tenant_id)}/policy",
             _without_none(deny=deny, allowed_audiences=allowed_audiences),
@@ -119,7 +132,7 @@ class AdminClient:
 
     def rotate_keys(self, alg: str | None = None) -> str:
         """Make a fresh signing key current; returns its kid."""
-        return self._call("POST", "/admin/keys/rotate", _without_none(alg=alg))["kid"]
+        return self._admin("POST", "/admin/keys/rotate", _without_none(alg=alg))["kid"]
 
     def set_faults(
         self,
@@ -130,7 +143,7 @@ class AdminClient:
         issue_token_error: str | None = None,
     ) -> dict[str, Any]:
         """Replace the faults in force (omitted ones are off)."""
-        return self._call(
+        return self._admin(
             "PUT",
             "/admin/faults",
             _without_none(
@@ -142,19 +155,32 @@ class AdminClient:
         )
 
     def clear_faults(self) -> dict[str, Any]:
-        return self._call("DELETE", "/admin/faults")
+        return self._admin("DELETE", "/admin/faults")
 
     def mint(
         self,
-        claims: dict[str, Any],
+        claims: dict[str, Any] | None = None,
         *,
         header: dict[str, Any] | None = None,
         ttl: int | None = None,
         hmac_key: str | None = None,
+        raw_header: str | None = None,
+        raw_claims: str | None = None,
     ) -> str:
-        """A token with these claims and header fields over the defaults (None removes a member)."""
-        body = _without_none(claims=claims, header=header, ttl=ttl, hmac_key=hmac_key)
-        return self._call("POST", "/admin/mint", body)["token"]
+        """A token with these claims and header fields over the defaults (None removes a member).
+
+        `raw_header` / `raw_claims` are exact JSON texts encoded and signed as they are, in place
+        of `header` / `claims`: for tokens with duplicate members and other malformed JSON objects.
+        """
+        body = _without_none(
+            claims=claims,
+            header=header,
+            ttl=ttl,
+            hmac_key=hmac_key,
+            raw_header=raw_header,
+            raw_claims=raw_claims,
+        )
+        return self._admin("POST", "/admin/mint", body)["token"]
 
     def create_client(
         self,
@@ -189,7 +215,9 @@ class AdminClient:
     def issue_token(
         self, tenant_id: str, user_id: str, audience: str, *, app_id: str = "", user_type: str = "account"
     ) -> dict[str, Any]:
-        """Call the inner issue-token API, as a host would."""
+        """Call the inner issue-token API, as a host would (needs `inner_secret`)."""
+        if self._inner_headers is None:
+            raise AdminClientError("issue_token needs the inner secret: AdminClient(..., inner_secret=...)")
         body = {
             "tenant_id": tenant_id,
             "user_id": user_id,
@@ -197,10 +225,10 @@ class AdminClient:
             "audience": audience,
             "user_type": user_type,
         }
-        return self._call("POST", "/inner/api/mcp/issue-token", body)
+        return self._call("POST", "/inner/api/mcp/issue-token", body, headers=self._inner_headers)
 
     def jwks(self) -> dict[str, Any]:
-        return self._call("GET", "/.well-known/jwks.json", auth=False)
+        return self._call("GET", "/.well-known/jwks.json")
 
     def discovery(self) -> dict[str, Any]:
-        return self._call("GET", "/.well-known/openid-configuration", auth=False)
+        return self._call("GET", "/.well-known/openid-configuration")

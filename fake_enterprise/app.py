@@ -1,13 +1,15 @@
 """The issuer's HTTP surface: discovery, JWKS, the inner issue-token API, the admin API and the
-OAuth authorization server's routes (built in `fake_enterprise.oauth`)."""
+OAuth authorization server's routes (built in `fake_enterprise.oauth`).
+
+Which secret opens which route is `authentication.SecretGate`'s job."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -17,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from fake_enterprise.authentication import SecretGate
 from fake_enterprise.directory import TenantPolicy, User
 from fake_enterprise.errors import IssuerError
 from fake_enterprise.faults import Faults
@@ -25,12 +28,12 @@ from fake_enterprise.service import ISSUE_TOKEN_PATH, IssuerService
 from fake_enterprise.settings import SIGNING_ALGORITHMS, TOKEN_PROFILES, IssuerSettings
 from fake_enterprise.validation import Body, check_identifier, read_json_object
 
-__all__ = ["SECRET_HEADER", "create_app"]
+__all__ = ["create_app"]
 
-SECRET_HEADER = "Enterprise-Api-Secret-Key"
 _USER_TYPES = ("account", "end_user")
 _TEN_YEARS = 10 * 365 * 86_400
 _MAX_LATENCY_MS = 60_000
+_MAX_RAW_JSON = 16 * 1024
 
 _log = logging.getLogger(__name__)
 
@@ -45,14 +48,7 @@ class _Routes:
     def __init__(self, service: IssuerService) -> None:
         self._service = service
         self._settings = service.settings
-        self._secret = service.settings.secret.encode()
-
-    def _authenticate(self, request: Request) -> None:
-        presented = request.headers.get(SECRET_HEADER)
-        if presented is None:
-            raise IssuerError(401, "invalid_client", f"missing {SECRET_HEADER} header")
-        if not hmac.compare_digest(presented.encode("latin-1"), self._secret):
-            raise IssuerError(401, "invalid_client", f"wrong {SECRET_HEADER}")
+        self._gate = SecretGate(service.settings.secret, service.settings.admin_secret)
 
     async def _body(self, request: Request, allowed: tuple[str, ...], *, allow_empty: bool = False) -> Body:
         data = await read_json_object(request, limit=self._settings.max_body_bytes, allow_empty=allow_empty)
@@ -72,7 +68,7 @@ class _Routes:
         return _json(200, keys, {"Cache-Control": f"public, max-age={self._settings.jwks_max_age}"})
 
     async def issue_token(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.inner(request)
         faults = self._service.faults.current
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
@@ -101,7 +97,7 @@ class _Routes:
         return _json(200, result)
 
     async def create_user(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         body = await self._body(request, ("tenant_id", "user_id", "email", "name", "token_profile"))
         user = User(
             tenant_id=body.identifier("tenant_id"),
@@ -113,7 +109,7 @@ class _Routes:
         return _json(201, await run_in_threadpool(self._service.create_user, user))
 
     async def put_grant(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         tenant_id, user_id = self._path_ids(request, "tenant_id", "user_id")
         body = await self._body(request, ("expires_at", "refresh_token"), allow_empty=True)
         expires_at = body.integer("expires_at", minimum=0, maximum=2**53)
@@ -124,12 +120,12 @@ class _Routes:
         return _json(200, result)
 
     async def revoke_grant(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         tenant_id, user_id = self._path_ids(request, "tenant_id", "user_id")
         return _json(200, await run_in_threadpool(self._service.revoke_grant, tenant_id, user_id))
 
     async def set_policy(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         (tenant_id,) = self._path_ids(request, "tenant_id")
         body = await self._body(request, ("deny", "allowed_audiences"), allow_empty=True)
         policy = TenantPolicy(
@@ -138,13 +134,13 @@ class _Routes:
         return _json(200, await run_in_threadpool(self._service.set_policy, tenant_id, policy))
 
     async def rotate_keys(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         body = await self._body(request, ("alg",), allow_empty=True)
         alg = body.choice("alg", SIGNING_ALGORITHMS)
         return _json(200, await run_in_threadpool(self._service.rotate_keys, alg))
 
     async def set_faults(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         fields = ("latency_ms", "issue_token_status", "issue_token_error", "jwks_unavailable")
         body = await self._body(request, fields, allow_empty=True)
         faults = Faults(
@@ -156,38 +152,56 @@ class _Routes:
         return _json(200, self._service.faults.set(faults).as_json())
 
     async def clear_faults(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         return _json(200, self._service.faults.clear().as_json())
 
     async def create_client(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         data = await read_json_object(request, limit=self._settings.max_body_bytes)
         return _json(201, await run_in_threadpool(self._service.oauth.create_client, data))
 
     async def list_clients(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         return _json(200, await run_in_threadpool(self._service.oauth.list_clients))
 
     async def delete_client(self, request: Request) -> Response:
-        self._authenticate(request)
+        self._gate.admin(request)
         (client_id,) = self._path_ids(request, "client_id")
         return _json(200, await run_in_threadpool(self._service.oauth.delete_client, client_id))
 
     async def mint(self, request: Request) -> Response:
-        self._authenticate(request)
-        body = await self._body(request, ("claims", "header", "ttl", "hmac_key"))
-        claims = body.object("claims", required=True)
+        self._gate.admin(request)
+        fields = ("claims", "header", "ttl", "hmac_key", "raw_header", "raw_claims")
+        body = await self._body(request, fields)
+        raw_header = body.string("raw_header", max_length=_MAX_RAW_JSON)
+        raw_claims = body.string("raw_claims", max_length=_MAX_RAW_JSON)
+        claims = body.object("claims", required=raw_claims is None)
         header = body.object("header")
         ttl = body.integer("ttl", minimum=-_TEN_YEARS, maximum=_TEN_YEARS)
         hmac_key = body.string("hmac_key", max_length=16_384)
-        assert claims is not None  # required=True
-        mint = self._service.mint
-        return _json(200, await run_in_threadpool(mint, claims, header=header, ttl=ttl, hmac_key=hmac_key))
+        if raw_claims is not None and (claims is not None or ttl is not None):
+            raise IssuerError(
+                400, "invalid_request", "raw_claims replaces claims and ttl; send one or the other"
+            )
+        if raw_header is not None and header is not None:
+            raise IssuerError(400, "invalid_request", "raw_header replaces header; send one or the other")
+        result = await run_in_threadpool(
+            partial(
+                self._service.mint,
+                claims,
+                header=header,
+                ttl=ttl,
+                hmac_key=hmac_key,
+                raw_header=raw_header,
+                raw_claims=raw_claims,
+            )
+        )
+        return _json(200, result)
 
 
 async def _issuer_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, IssuerError)
-    return _json(exc.status, exc.as_json())
+    return _json(exc.status, exc.as_json(), exc.headers)
 
 
 async def _oauth_error(request: Request, exc: Exception) -> Response:

@@ -12,7 +12,14 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["DATA_KEY_ENV", "DataCipher", "DataKeyError", "SealedDataError", "resolve_data_key"]
+__all__ = [
+    "DATA_KEY_ENV",
+    "DataCipher",
+    "DataKeyError",
+    "SealedDataError",
+    "StorageTamperedError",
+    "resolve_data_key",
+]
 
 DATA_KEY_ENV = "MCP_IDFWD_DATA_KEY"
 _KEY_BYTES = 32
@@ -25,6 +32,10 @@ class DataKeyError(Exception):
 
 class SealedDataError(Exception):
     """A sealed value could not be opened (wrong key, tampered or misplaced ciphertext)."""
+
+
+class StorageTamperedError(Exception):
+    """A stored row that must be authentic is not: it was changed outside the issuer."""
 
 
 class DataCipher:

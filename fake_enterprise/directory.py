@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fake_enterprise.crypto import DataCipher
-from fake_enterprise.storage import Database
+from fake_enterprise.storage import Database, new_subject
 
 __all__ = [
     "Directory",
@@ -30,11 +30,15 @@ class UserExistsError(Exception):
 
 @dataclass(frozen=True)
 class User:
+    """A user of a tenant. `subject` is the opaque `sub` the directory assigns at creation (C1):
+    unique within the issuer, unlike `user_id`, which another tenant may also use."""
+
     tenant_id: str
     user_id: str
     email: str | None = None
     name: str | None = None
     token_profile: str | None = None
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,17 +72,27 @@ class Directory:
         self._clock = clock
 
     def create_user(self, user: User) -> User:
+        """Store `user` with a fresh subject; the answer carries it."""
+        created = replace(user, subject=new_subject())
         try:
             with self._db.transaction() as conn:
                 conn.execute(
-                    "INSERT INTO users (tenant_id, user_id, email, name, token_profile, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (user.tenant_id, user.user_id, user.email, user.name, user.token_profile, self._now()),
+                    "INSERT INTO users (tenant_id, user_id, email, name, token_profile, created_at, subject)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        user.tenant_id,
+                        user.user_id,
+                        user.email,
+                        user.name,
+                        user.token_profile,
+                        self._now(),
+                        created.subject,
+                    ),
                 )
         except sqlite3.IntegrityError as exc:
             message = f"user {user.user_id!r} already exists in tenant {user.tenant_id!r}"
             raise UserExistsError(message) from exc
-        return user
+        return created
 
     def put_grant(self, tenant_id: str, user_id: str, refresh_token: str, expires_at: int | None) -> Grant:
         """Store (or replace) the user's SSO grant: the user has signed in."""
@@ -141,6 +155,7 @@ class Directory:
                 email=user_row["email"],
                 name=user_row["name"],
                 token_profile=user_row["token_profile"],
+                subject=user_row["subject"],
             )
         grant = None
         if grant_row is not None:
@@ -156,7 +171,7 @@ class Directory:
         """Up to `limit` users, oldest first (the sign-in page offers them to pick from)."""
         with self._db.reading() as conn:
             rows = conn.execute(
-                "SELECT tenant_id, user_id, email, name, token_profile FROM users"
+                "SELECT tenant_id, user_id, email, name, token_profile, subject FROM users"
                 " ORDER BY created_at, rowid LIMIT ?",
                 (limit,),
             ).fetchall()

@@ -11,11 +11,14 @@ class IssuerError(Exception):
     Messages name fields and values the caller sent, never a secret or a token.
     """
 
-    def __init__(self, status: int, error: str, message: str) -> None:
+    def __init__(
+        self, status: int, error: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(f"{status} {error}: {message}")
         self.status = status
         self.error = error
         self.message = message
+        self.headers = dict(headers or {})
 
     def as_json(self) -> dict[str, str]:
         return {"error": self.error, "message": self.message}

@@ -5,6 +5,13 @@ token it signed has expired (plus a grace period for verifier leeway), so rotati
 leaves a window in which a valid token cannot be verified. The ring tracks, per key, the
 latest `exp` it has been asked to sign (its high-water mark); the database copy is written
 ahead of use in steps, so a restart can only keep a key longer, never drop it too early.
+
+A stored key is authenticated twice when it is loaded: its `kid`, `alg`, `public_jwk` and
+`created_at` are the associated data of its sealed private key, and the public JWK (and so
+the `kid`, its RFC 7638 thumbprint) is derived again from the private key and compared. Someone
+who can write the database but not read the data key cannot publish a key of their own.
+`retired_at` and `max_exp` are not bound: they change as the ring runs, and they only choose
+among keys that are already authentic (which one signs, how long one stays published).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from fake_enterprise.crypto import DataCipher, DataKeyError, SealedDataError
+from fake_enterprise.crypto import DataCipher, SealedDataError, StorageTamperedError
 from fake_enterprise.settings import SIGNING_ALGORITHMS
 from fake_enterprise.storage import Database
 
@@ -31,6 +38,11 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519Pri
 
 # RFC 7638: the members that define a key's thumbprint, per key type.
 _THUMBPRINT_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}
+_KEY_TYPES: dict[str, type] = {
+    "RS256": rsa.RSAPrivateKey,
+    "ES256": ec.EllipticCurvePrivateKey,
+    "EdDSA": ed25519.Ed25519PrivateKey,
+}
 
 
 @dataclass(frozen=True)
@@ -67,8 +79,46 @@ def _public_jwk(private_key: PrivateKey, alg: str) -> dict[str, Any]:
     return {**members, "kid": kid, "alg": alg, "use": "sig"}
 
 
-def _sealing_context(kid: str) -> str:
+def _sealing_context(kid: str, alg: str, public_jwk: str, created_at: int) -> str:
+    """The associated data of a key row: every field that never changes, JSON-encoded (unambiguous)."""
+    return "signing-key:v2:" + json.dumps([kid, alg, public_jwk, created_at], separators=(",", ":"))
+
+
+def _legacy_sealing_context(kid: str) -> str:
+    # Rows written before the v2 context bound only the kid; they are resealed on load.
     return f"signing-key:{kid}"
+
+
+def _tampered(kid: str, what: str) -> StorageTamperedError:
+    return StorageTamperedError(
+        f"signing key {kid!r} in the database was altered outside the issuer ({what}); refusing to start"
+    )
+
+
+def _authentic_key(row: Any, pem: bytes) -> SigningKey:
+    """The key a row describes, once its public half is shown to come from its private half."""
+    kid, alg = row["kid"], row["alg"]
+    private_key = serialization.load_pem_private_key(pem, password=None)
+    expected_type = _KEY_TYPES.get(alg)
+    if expected_type is None or not isinstance(private_key, expected_type):
+        raise _tampered(kid, f"alg {alg!r} does not match the private key")
+    derived = _public_jwk(private_key, alg)  # type: ignore[arg-type]
+    if derived["kid"] != kid:
+        raise _tampered(kid, "the kid is not the thumbprint of the private key")
+    try:
+        stored_jwk = json.loads(row["public_jwk"])
+    except ValueError:
+        stored_jwk = None
+    if stored_jwk != derived:
+        raise _tampered(kid, "the public JWK is not the private key's")
+    return SigningKey(
+        kid=kid,
+        alg=alg,
+        private_key=private_key,  # type: ignore[arg-type]
+        public_jwk=derived,
+        created_at=row["created_at"],
+        retired_at=row["retired_at"],
+    )
 
 
 class KeyRing:
@@ -100,27 +150,49 @@ class KeyRing:
         """Load stored keys; make an `alg` key current (rotating to it if the stored one differs)."""
         with self._db.reading() as conn:
             rows = conn.execute("SELECT * FROM signing_keys ORDER BY rowid").fetchall()
+        legacy: list[SigningKey] = []
         with self._lock:
             for row in rows:
-                try:
-                    pem = self._cipher.open(row["sealed_private_key"], _sealing_context(row["kid"]))
-                except SealedDataError as exc:
-                    raise DataKeyError("the data key does not open this database's signing keys") from exc
-                private_key = serialization.load_pem_private_key(pem, password=None)
-                key = SigningKey(
-                    kid=row["kid"],
-                    alg=row["alg"],
-                    private_key=private_key,  # type: ignore[arg-type]
-                    public_jwk=json.loads(row["public_jwk"]),
-                    created_at=row["created_at"],
-                    retired_at=row["retired_at"],
-                )
+                pem, is_legacy = self._open_row(row)
+                key = _authentic_key(row, pem)
+                if is_legacy:
+                    legacy.append(key)
                 self._keys[key.kid] = key
                 self._max_exp[key.kid] = self._stored_max_exp[key.kid] = row["max_exp"]
                 if key.retired_at is None:
                     self._current = key
+        if legacy:
+            with self._db.transaction() as conn:
+                conn.executemany(
+                    "UPDATE signing_keys SET sealed_private_key = ?, public_jwk = ? WHERE kid = ?",
+                    [(self._seal(key), json.dumps(key.public_jwk), key.kid) for key in legacy],
+                )
         if self._current is None or self._current.alg != alg:
             self.rotate(alg)
+
+    def _open_row(self, row: Any) -> tuple[bytes, bool]:
+        """The private key PEM of a row, and whether it was sealed the legacy way.
+
+        The caller has already checked that the data key opens this database, so a row that
+        does not open was changed (its bound fields or its ciphertext).
+        """
+        sealed, kid = row["sealed_private_key"], row["kid"]
+        context = _sealing_context(kid, row["alg"], row["public_jwk"], row["created_at"])
+        try:
+            return self._cipher.open(sealed, context), False
+        except SealedDataError:
+            pass
+        try:
+            return self._cipher.open(sealed, _legacy_sealing_context(kid)), True
+        except SealedDataError:
+            raise _tampered(kid, "its fields do not match their seal") from None
+
+    def _seal(self, key: SigningKey) -> bytes:
+        pem = key.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        context = _sealing_context(key.kid, key.alg, json.dumps(key.public_jwk), key.created_at)
+        return self._cipher.seal(pem, context)
 
     @property
     def current(self) -> SigningKey:
@@ -133,9 +205,6 @@ class KeyRing:
         alg = alg or self.current.alg
         private_key = _generate(alg)
         jwk = _public_jwk(private_key, alg)
-        pem = private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
         now = int(self._clock())
         key = SigningKey(kid=jwk["kid"], alg=alg, private_key=private_key, public_jwk=jwk, created_at=now)
         with self._lock:
@@ -146,7 +215,7 @@ class KeyRing:
                 conn.execute(
                     "INSERT INTO signing_keys (kid, alg, sealed_private_key, public_jwk, created_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (key.kid, alg, self._cipher.seal(pem, _sealing_context(key.kid)), json.dumps(jwk), now),
+                    (key.kid, alg, self._seal(key), json.dumps(jwk), now),
                 )
             if previous is not None:
                 self._keys[previous.kid] = replace(previous, retired_at=now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,23 @@ def _json(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
 
 
+def _json_text(text: str, name: str) -> Any:
+    """The value `text` parses to; duplicate members are kept in the text (the last wins here)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise MintError(f"{name} is not JSON text") from None
+
+
+def _reservable_exp(exp: Any) -> int | float | None:
+    """`exp` if it is a finite number a key can be kept published for, else None (keep it longest)."""
+    if isinstance(exp, bool):
+        return None
+    if isinstance(exp, int):
+        return exp  # any size: the ring caps how long it keeps a key
+    return exp if isinstance(exp, float) and math.isfinite(exp) else None
+
+
 def _overlay(defaults: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """`defaults` updated with `overrides`; an override of None removes the member."""
     merged = dict(defaults)
@@ -59,7 +77,7 @@ class TokenMinter:
         self._keyring = keyring
 
     def issue(self, user: User, *, audience: str, app_id: str, user_type: str) -> IssuedToken:
-        """The audience-bound token issue-token hands out for `user`."""
+        """The audience-bound token issue-token hands out for `user` (a stored one, with a subject)."""
         settings = self._settings
         now = int(settings.clock())
         exp = now + settings.token_ttl
@@ -67,13 +85,14 @@ class TokenMinter:
         client_id = app_id or settings.default_client_id
         claims: dict[str, Any] = {
             "iss": settings.issuer_url,
-            "sub": user.user_id,
+            "sub": user.subject,
             "aud": audience,
             "iat": now,
             "nbf": now,
             "exp": exp,
             "jti": jti,
             "tenant_id": user.tenant_id,
+            "preferred_username": user.user_id,
             "azp": client_id,
             "client_id": client_id,
             "name": user.name or user.user_id,
@@ -93,40 +112,59 @@ class TokenMinter:
 
     def mint(
         self,
-        claims: Mapping[str, Any],
+        claims: Mapping[str, Any] | None,
         *,
         header: Mapping[str, Any] | None = None,
         ttl: int | None = None,
         hmac_key: str | None = None,
+        raw_header: str | None = None,
+        raw_claims: str | None = None,
     ) -> str:
         """A token with the issuer's defaults overlaid by the caller's claims and header.
 
         Header `alg` picks the signature: the current key's alg (or, for an RSA key, any
         RS*/PS*), `HS*` with `hmac_key` (any bytes, PEM text included, so that RS/HS confusion
         tokens can be built), or `none` for an unsigned `header.payload.` token.
+
+        `raw_header` / `raw_claims` replace `header` / `claims` (and the defaults) entirely: their
+        exact text is what is encoded and signed, so tokens with duplicate members can be built.
+        The raw header must be a JSON object; its `alg` (the last one, if repeated) picks the
+        signature as above.
         """
         settings = self._settings
-        now = int(settings.clock())
-        payload = _overlay(
-            {
-                "iss": settings.issuer_url,
-                "iat": now,
-                "nbf": now,
-                "exp": now + (settings.token_ttl if ttl is None else ttl),
-                "jti": secrets.token_urlsafe(16),
-            },
-            claims,
-        )
-        exp = payload.get("exp")
-        numeric_exp = exp if isinstance(exp, int | float) and not isinstance(exp, bool) else None
-        key = self._keyring.reserve(numeric_exp)
-        final_header = _overlay({"alg": key.alg, "kid": key.kid, "typ": "JWT"}, header or {})
+        if raw_claims is not None:
+            payload_bytes = raw_claims.encode()
+            parsed = _json_text(raw_claims, "raw_claims")
+            exp = parsed.get("exp") if isinstance(parsed, dict) else None
+        else:
+            now = int(settings.clock())
+            payload = _overlay(
+                {
+                    "iss": settings.issuer_url,
+                    "iat": now,
+                    "nbf": now,
+                    "exp": now + (settings.token_ttl if ttl is None else ttl),
+                    "jti": secrets.token_urlsafe(16),
+                },
+                claims or {},
+            )
+            payload_bytes = _json(payload)
+            exp = payload.get("exp")
+        key = self._keyring.reserve(_reservable_exp(exp))
+        if raw_header is not None:
+            header_bytes = raw_header.encode()
+            final_header = _json_text(raw_header, "raw_header")
+            if not isinstance(final_header, dict):
+                raise MintError("raw_header must be a JSON object")
+        else:
+            final_header = _overlay({"alg": key.alg, "kid": key.kid, "typ": "JWT"}, header or {})
+            header_bytes = _json(final_header)
         alg = final_header.get("alg")
         if not isinstance(alg, str):
             raise MintError("header alg must be a string")
         if hmac_key is not None and alg not in _HMAC_ALGORITHMS:
             raise MintError("hmac_key is only used with an HS256, HS384 or HS512 header alg")
-        signing_input = f"{_b64url(_json(final_header))}.{_b64url(_json(payload))}".encode()
+        signing_input = f"{_b64url(header_bytes)}.{_b64url(payload_bytes)}".encode()
         if alg == "none":
             signature = b""
         elif alg in _HMAC_ALGORITHMS:

@@ -99,15 +99,16 @@ class IssuerService:
 
     def create_user(self, user: User) -> dict[str, Any]:
         try:
-            self.directory.create_user(user)
+            created = self.directory.create_user(user)
         except UserExistsError as exc:
             raise IssuerError(409, "user_exists", str(exc)) from exc
         return {
-            "tenant_id": user.tenant_id,
-            "user_id": user.user_id,
-            "email": user.email,
-            "name": user.name,
-            "token_profile": user.token_profile,
+            "tenant_id": created.tenant_id,
+            "user_id": created.user_id,
+            "sub": created.subject,
+            "email": created.email,
+            "name": created.name,
+            "token_profile": created.token_profile,
         }
 
     def put_grant(
@@ -143,13 +144,23 @@ class IssuerService:
 
     def mint(
         self,
-        claims: dict[str, Any],
+        claims: dict[str, Any] | None,
         *,
         header: dict[str, Any] | None,
         ttl: int | None,
         hmac_key: str | None,
+        raw_header: str | None = None,
+        raw_claims: str | None = None,
     ) -> dict[str, Any]:
         try:
-            return {"token": self.minter.mint(claims, header=header, ttl=ttl, hmac_key=hmac_key)}
+            token = self.minter.mint(
+                claims,
+                header=header,
+                ttl=ttl,
+                hmac_key=hmac_key,
+                raw_header=raw_header,
+                raw_claims=raw_claims,
+            )
+            return {"token": token}
         except MintError as exc:
             raise IssuerError(400, "invalid_request", str(exc)) from exc

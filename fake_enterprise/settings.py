@@ -18,7 +18,9 @@ class IssuerSettings:
     """How one issuer instance behaves.
 
     `issuer_url` is the `iss` of every token and the base of the discovery document.
-    `secret` guards the inner and admin APIs (header `Enterprise-Api-Secret-Key`).
+    `secret` is the inner secret (header `Enterprise-Api-Secret-Key`), which every host holds: it
+    opens the inner issue-token API and nothing else. `admin_secret` opens the admin API (sent as
+    `Authorization: Bearer <admin secret>`); it must differ from `secret`.
     The data key encrypts grants and private signing keys at rest; without `data_key` it
     comes from `MCP_IDFWD_DATA_KEY` (base64url, 32 bytes), else from a 0600 key file next
     to the database (`data_key_file`, default `<db_path>.key`) created on first start;
@@ -27,6 +29,7 @@ class IssuerSettings:
 
     issuer_url: str
     secret: str = field(repr=False)
+    admin_secret: str = field(repr=False)
     db_path: str = ":memory:"
     alg: str = "RS256"
     token_ttl: int = 300
@@ -55,6 +58,10 @@ class IssuerSettings:
             raise ValueError("issuer_url must be an absolute http(s) URL without query or fragment")
         if not self.secret:
             raise ValueError("secret must not be empty")
+        if not self.admin_secret:
+            raise ValueError("admin_secret must not be empty")
+        if self.admin_secret == self.secret:
+            raise ValueError("admin_secret must differ from secret (the inner secret every host holds)")
         if self.alg not in SIGNING_ALGORITHMS:
             raise ValueError(f"alg must be one of {', '.join(SIGNING_ALGORITHMS)}")
         if self.token_profile not in TOKEN_PROFILES:

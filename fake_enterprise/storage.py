@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Database"]
+__all__ = ["Database", "new_subject"]
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -32,6 +34,7 @@ CREATE TABLE IF NOT EXISTS users (
     name TEXT,
     token_profile TEXT,
     created_at INTEGER NOT NULL,
+    subject TEXT,
     PRIMARY KEY (tenant_id, user_id)
 );
 CREATE TABLE IF NOT EXISTS grants (
@@ -51,6 +54,36 @@ CREATE TABLE IF NOT EXISTS tenant_policies (
 );
 """
 
+# After `_SCHEMA`, whose CREATE TABLE IF NOT EXISTS leaves an older `users` table as it was.
+_SUBJECT_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS users_by_subject ON users (subject)"
+
+
+def new_subject() -> str:
+    """A fresh opaque subject (`sub`): 128 random bits, 32 lowercase hex characters."""
+    return secrets.token_hex(16)
+
+
+def _give_every_user_a_subject(conn: sqlite3.Connection) -> None:
+    """Schema 1 had no `subject` column: add it and give each existing user a fresh subject."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(users)")}
+    if "subject" not in columns:
+        conn.execute("ALTER TABLE users ADD COLUMN subject TEXT")
+    rows = conn.execute("SELECT tenant_id, user_id FROM users WHERE subject IS NULL").fetchall()
+    conn.executemany(
+        "UPDATE users SET subject = ? WHERE tenant_id = ? AND user_id = ?",
+        [(new_subject(), row[0], row[1]) for row in rows],
+    )
+
+
+def _create_owner_only(path: str) -> None:
+    """Create the database file with mode 0600 before SQLite opens it, if it does not exist yet.
+
+    SQLite creates the WAL and SHM files with the database file's permissions, so they are
+    owner-only too. An existing file keeps the mode its owner gave it.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+
 
 class Database:
     """A single SQLite connection shared by all threads, serialised by a lock.
@@ -62,6 +95,8 @@ class Database:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.RLock()
+        if path not in (":memory:", ""):
+            _create_owner_only(path)
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
         self._conn.row_factory = sqlite3.Row
         try:
@@ -70,10 +105,13 @@ class Database:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = NORMAL")
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, _SCHEMA_VERSION):
+            if version not in (0, 1, _SCHEMA_VERSION):
                 raise sqlite3.DatabaseError(f"unsupported schema version {version} in {path}")
             self._conn.executescript(_SCHEMA)
-            self._conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            with self.transaction() as conn:
+                _give_every_user_a_subject(conn)
+                conn.execute(_SUBJECT_INDEX)
+                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         except BaseException:
             self._conn.close()
             raise

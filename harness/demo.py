@@ -92,7 +92,8 @@ def _describe_token(token: str | None, server_url: str) -> str:
     claims = jwt.decode(token, options={"verify_signature": False})
     aud = claims.get("aud")
     aud_text = "this server" if aud == server_url else repr(aud)
-    return f"Bearer JWT sub={claims.get('sub')} aud={aud_text}"
+    user = f"{claims.get('tenant_id')}/{claims.get('preferred_username')}"
+    return f"Bearer JWT for {user} aud={aud_text}"
 
 
 def _structured(result: CallToolResult) -> Any:
@@ -133,6 +134,8 @@ class _Host:
     broker: TokenBroker
     runtime: MCPToolRuntime
     provider: MCPProvider
+    # The opaque `sub` the issuer gave each demo user: what the server must see for them.
+    subjects: dict[str, str]
 
     def cached_token(self, user_id: str) -> str | None:
         cached = self.broker.cached(TokenKey(TENANT, user_id, "account", self.provider.server_url))
@@ -154,7 +157,8 @@ async def _whoami_row(host: _Host, user_id: str) -> DemoRow:
     if result.is_error or not isinstance(seen, dict):
         return DemoRow(user_id, sent, f"tool error: {seen}", False)
     saw = f"sub={seen.get('sub')} email={seen.get('email')} tenant={seen.get('tenant_id')}"
-    return DemoRow(user_id, sent, saw, seen.get("sub") == user_id and seen.get("tenant_id") == TENANT)
+    acted_as = seen.get("sub") == host.subjects[user_id] and seen.get("tenant_id") == TENANT
+    return DemoRow(user_id, sent, saw, acted_as)
 
 
 async def _step_whoami(host: _Host) -> DemoStep:
@@ -267,7 +271,7 @@ async def _step_server_refuses(host: _Host) -> DemoStep:
     )
     rows: list[DemoRow] = []
     status, saw = await _server_verdict(server_url, forged)
-    rows.append(DemoRow("mallory", "JWT claiming sub=alice, signed with mallory's key", saw, status == 401))
+    rows.append(DemoRow("mallory", "JWT claiming alice's sub, signed with mallory's key", saw, status == 401))
     elsewhere = await host.token_client.issue_token(
         tenant_id=TENANT, user_id="alice", audience=OTHER_AUDIENCE
     )
@@ -294,7 +298,12 @@ async def _step_oauth_sign_in(host: _Host) -> DemoStep:
         oauth = DemoRow("carol", sent, f"nothing: the sign-in failed with {_failure(exc)}", False)
     else:
         seen = _structured(result)
-        ok = isinstance(seen, dict) and seen.get("sub") == "carol" and seen.get("tenant_id") == TENANT
+        ok = (
+            isinstance(seen, dict)
+            and seen.get("sub") == host.subjects["carol"]
+            and seen.get("preferred_username") == "carol"
+            and seen.get("tenant_id") == TENANT
+        )
         saw = f"sub={seen.get('sub')} tenant={seen.get('tenant_id')}" if isinstance(seen, dict) else str(seen)
         oauth = DemoRow("carol (SDK OAuth client)", sent, saw, ok and not result.is_error)
     # Signing in stored carol's SSO grant: the host's forwarding now works for her too.
@@ -319,14 +328,18 @@ _STEPS: tuple[Callable[[_Host], Awaitable[DemoStep]], ...] = (
 
 async def run_demo(stack: LocalStack, on_step: Callable[[int, DemoStep], None]) -> list[DemoStep]:
     """Create alice and bob on a running `stack`, run every step, report each through `on_step`."""
-    stack.create_user(TENANT, "alice", email="alice@example.com", name="Alice")
-    stack.create_user(TENANT, "bob", email="bob@example.com", name="Bob")
-    stack.create_user(TENANT, "carol", email="carol@example.com", name="Carol", grant=False)
+    users = [
+        stack.create_user(TENANT, "alice", email="alice@example.com", name="Alice"),
+        stack.create_user(TENANT, "bob", email="bob@example.com", name="Bob"),
+        stack.create_user(TENANT, "carol", email="carol@example.com", name="Carol", grant=False),
+    ]
+    subjects = {user.user_id: user.sub for user in users}
     settings = EnterpriseTokenSettings(issuer_url=stack.issuer_url, inner_api_secret=stack.secret)
     steps: list[DemoStep] = []
     async with EnterpriseTokenClient(settings) as token_client:
         broker = TokenBroker(token_client)
-        host = _Host(stack, token_client, broker, MCPToolRuntime(broker=broker), stack.provider(TENANT))
+        runtime = MCPToolRuntime(broker=broker)
+        host = _Host(stack, token_client, broker, runtime, stack.provider(TENANT), subjects)
         for number, step_function in enumerate(_STEPS, start=1):
             try:
                 step = await step_function(host)

@@ -2,11 +2,14 @@
 
 Installed with `mcp-idfwd`, so a test needs no import to use them:
 
-- `idfwd_issuer` (session): the running issuer, with `.url`, `.secret` and `.admin` (an `AdminClient`).
+- `idfwd_issuer` (session): the running issuer, with `.url`, `.secret` (the inner secret hosts send
+  as `Enterprise-Api-Secret-Key`), `.admin_secret` (opens the admin API) and `.admin` (an
+  `AdminClient` holding both).
 - `idfwd_mcp_server` (session): the reference MCP server trusting that issuer, with `.url`
   (its MCP endpoint and resource URL) and `.issuer_url`.
 - `idfwd_stack` (session): both, as a `harness.stack.LocalStack` with helpers: `new_user()`,
-  `create_user(...)`, `provider()`, `open_runtime()`, `admin`, `issuer_url`, `server_url`, `secret`.
+  `create_user(...)`, `provider()`, `open_runtime()`, `admin`, `issuer_url`, `server_url`, `secret`,
+  `admin_secret`.
 - `idfwd_user` (function): a fresh user with an SSO grant in tenant "acme".
 - `idfwd_runtime` (function, async): an `MCPToolRuntime` whose tokens come from the stack's
   issuer. It is an async fixture: use it from `@pytest.mark.anyio` tests (anyio's pytest
@@ -34,11 +37,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class IssuerHandle:
-    """The running issuer: its URL, its inner/admin API secret and an admin client."""
+    """The running issuer: its URL, its inner secret, its admin secret and an admin client."""
 
     url: str
     secret: str = field(repr=False)
     admin: AdminClient
+    admin_secret: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,9 @@ def _idfwd_local_stack(idfwd_stack_settings: StackSettings) -> Iterator[LocalSta
 @pytest.fixture(scope="session")
 def idfwd_issuer(_idfwd_local_stack: LocalStack) -> IssuerHandle:
     stack = _idfwd_local_stack.start_issuer()
-    return IssuerHandle(url=stack.issuer_url, secret=stack.secret, admin=stack.admin)
+    return IssuerHandle(
+        url=stack.issuer_url, secret=stack.secret, admin=stack.admin, admin_secret=stack.admin_secret
+    )
 
 
 @pytest.fixture(scope="session")

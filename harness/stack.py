@@ -27,6 +27,7 @@ from client_runtime import (
     TokenBroker,
 )
 from fake_enterprise import AdminClient
+from harness.generated_secrets import new_secret
 from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
 
 __all__ = ["MCP_PATH", "LocalStack", "StackSettings", "StackUser"]
@@ -38,12 +39,17 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class StackSettings:
-    """How to run the stack. Port 0 picks a free port; `secret=None` generates one."""
+    """How to run the stack. Port 0 picks a free port; a secret left `None` is generated.
+
+    `secret` is the issuer's inner secret (hosts' `Enterprise-Api-Secret-Key`), `admin_secret`
+    the one that opens its admin API.
+    """
 
     host: str = "127.0.0.1"
     issuer_port: int = 0
     server_port: int = 0
     secret: str | None = field(default=None, repr=False)
+    admin_secret: str | None = field(default=None, repr=False)
     db_path: str = ":memory:"
     alg: str = "RS256"
     token_ttl: int = 300
@@ -56,13 +62,14 @@ class StackSettings:
 
 @dataclass(frozen=True)
 class StackUser:
-    """A user the stack created at the issuer."""
+    """A user the stack created at the issuer; `sub` is the opaque subject its tokens carry."""
 
     tenant_id: str
     user_id: str
     email: str | None = None
     name: str | None = None
     has_grant: bool = True
+    sub: str = ""
 
 
 class LocalStack:
@@ -74,7 +81,8 @@ class LocalStack:
 
     def __init__(self, settings: StackSettings | None = None) -> None:
         self.settings = settings or StackSettings()
-        self.secret: str = self.settings.secret or secrets.token_urlsafe(24)
+        self.secret: str = self.settings.secret or new_secret()
+        self.admin_secret: str = self.settings.admin_secret or new_secret()
         self._issuer: ServedApp | None = None
         self._server: ServedApp | None = None
         self._admin: AdminClient | None = None
@@ -115,6 +123,7 @@ class LocalStack:
                 fake_enterprise.IssuerSettings(
                     issuer_url=issuer_url,
                     secret=self.secret,
+                    admin_secret=self.admin_secret,
                     db_path=self.settings.db_path,
                     alg=self.settings.alg,
                     token_ttl=self.settings.token_ttl,
@@ -126,7 +135,7 @@ class LocalStack:
         except BaseException:
             sock.close()
             raise
-        self._admin = AdminClient(self._issuer.url, self.secret)
+        self._admin = AdminClient(self._issuer.url, self.admin_secret, inner_secret=self.secret)
         return self
 
     def start_server(self) -> Self:
@@ -194,10 +203,10 @@ class LocalStack:
         grant_expires_at: int | None = None,
     ) -> StackUser:
         """Create a user at the issuer and, unless `grant=False`, store an SSO grant for them."""
-        self.admin.create_user(tenant_id, user_id, email=email, name=name)
+        created = self.admin.create_user(tenant_id, user_id, email=email, name=name)
         if grant:
             self.admin.grant(tenant_id, user_id, expires_at=grant_expires_at)
-        return StackUser(tenant_id, user_id, email=email, name=name, has_grant=grant)
+        return StackUser(tenant_id, user_id, email=email, name=name, has_grant=grant, sub=created["sub"])
 
     def new_user(self, tenant_id: str = "acme", *, prefix: str = "user", grant: bool = True) -> StackUser:
         """A user with a fresh id (`<prefix>-<n>-<random>`), so tests sharing a stack never collide."""

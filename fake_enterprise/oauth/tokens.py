@@ -31,8 +31,10 @@ class UnreadableToken(Exception):
 
 def user_claims(user: User) -> dict[str, Any]:
     """Who the user is, in every token the authorization server signs: the one place `sub` comes from."""
+    if user.subject is None:
+        raise ValueError("a user read from the directory always has a subject")
     claims: dict[str, Any] = {
-        "sub": user.user_id,
+        "sub": user.subject,
         "tenant_id": user.tenant_id,
         "preferred_username": user.user_id,
         "name": user.name or user.user_id,

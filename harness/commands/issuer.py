@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sqlite3
 import sys
 from typing import Any
 
-from fake_enterprise import SIGNING_ALGORITHMS, TOKEN_PROFILES, DataKeyError, IssuerSettings, create_app
+from fake_enterprise import (
+    SIGNING_ALGORITHMS,
+    TOKEN_PROFILES,
+    DataKeyError,
+    IssuerSettings,
+    StorageTamperedError,
+    create_app,
+)
 from harness.commands._arguments import loopback_host, port, positive_int
+from harness.generated_secrets import new_secret
 from harness.servers import bind_loopback, serve_forever, socket_url
 
 SECRET_ENV = "MCP_IDFWD_ISSUER_SECRET"
+ADMIN_SECRET_ENV = "MCP_IDFWD_ADMIN_SECRET"
 
 
 def register(subparsers: Any) -> None:
@@ -39,7 +47,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--secret",
         default=os.environ.get(SECRET_ENV),
-        help=f"inner/admin API secret (default: ${SECRET_ENV}, else a generated one, printed on start)",
+        help="inner secret: the Enterprise-Api-Secret-Key hosts send to issue-token, which opens nothing"
+        f" else (default: ${SECRET_ENV}, else a generated one, printed on start)",
+    )
+    parser.add_argument(
+        "--admin-secret",
+        default=os.environ.get(ADMIN_SECRET_ENV),
+        help="admin secret: opens the admin API, sent as 'Authorization: Bearer <admin secret>'"
+        f" (default: ${ADMIN_SECRET_ENV}, else a generated one, printed on start)",
     )
     parser.add_argument("--alg", choices=SIGNING_ALGORITHMS, default="RS256", help="signing algorithm")
     parser.add_argument("--token-ttl", type=positive_int, default=300, help="token lifetime in seconds")
@@ -56,8 +71,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    generated = not args.secret
-    secret = secrets.token_urlsafe(24) if generated else args.secret
+    secret = args.secret or new_secret()
+    admin_secret = args.admin_secret or new_secret()
     try:
         sock = bind_loopback(args.host, args.port)
     except OSError as exc:
@@ -69,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             settings = IssuerSettings(
                 issuer_url=url,
                 secret=secret,
+                admin_secret=admin_secret,
                 db_path=args.db,
                 alg=args.alg,
                 token_ttl=args.token_ttl,
@@ -76,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                 auto_login=args.auto_login,
             )
             app = create_app(settings)
-        except (ValueError, DataKeyError, OSError, sqlite3.Error) as exc:
+        except (ValueError, DataKeyError, StorageTamperedError, OSError, sqlite3.Error) as exc:
             print(f"mcp-idfwd issuer: {exc}", file=sys.stderr)
             return 1
         print(f"issuer: {url}")
@@ -85,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
             f"oauth:  {url}/.well-known/oauth-authorization-server"
             + (" (auto-login)" if args.auto_login else "")
         )
-        print(f"secret: {secret}" if generated else "secret: (as given)")
+        # A generated secret is printed once, here; a given one is never echoed.
+        print(f"secret: {secret}" if not args.secret else "secret: (as given)")
+        print(f"admin secret: {admin_secret}" if not args.admin_secret else "admin secret: (as given)")
         print(f"db:     {args.db}", flush=True)
         serve_forever(app, sock)
     return 0

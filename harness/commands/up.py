@@ -8,15 +8,17 @@ import logging
 import os
 import shlex
 import signal
+import sqlite3
 import sys
 import threading
 from typing import Any
 
-from fake_enterprise import SIGNING_ALGORITHMS, AdminAPIError
+from fake_enterprise import SIGNING_ALGORITHMS, AdminAPIError, DataKeyError, StorageTamperedError
 from harness.commands._arguments import loopback_host, port, positive_int
 from harness.stack import LocalStack, StackSettings
 
 SECRET_ENV = "MCP_IDFWD_ISSUER_SECRET"
+ADMIN_SECRET_ENV = "MCP_IDFWD_ADMIN_SECRET"
 
 
 def register(subparsers: Any) -> None:
@@ -25,7 +27,7 @@ def register(subparsers: Any) -> None:
         help="run the issuer and the MCP server on loopback until stopped, with users ready to call",
         description=(
             "Start the issuer and the reference MCP server (trusting it), create users with SSO grants, "
-            "print the URLs, the secret and commands to try, and keep running until Ctrl-C or SIGTERM."
+            "print the URLs, the secrets and commands to try, and keep running until Ctrl-C or SIGTERM."
         ),
     )
     parser.add_argument("--host", type=loopback_host, default="127.0.0.1", help="loopback address to bind")
@@ -34,7 +36,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--secret",
         default=os.environ.get(SECRET_ENV),
-        help=f"inner/admin API secret (default: ${SECRET_ENV}, else a generated one)",
+        help=f"the issuer's inner secret, for issue-token only (default: ${SECRET_ENV}, else generated)",
+    )
+    parser.add_argument(
+        "--admin-secret",
+        default=os.environ.get(ADMIN_SECRET_ENV),
+        help=f"the issuer's admin API secret (default: ${ADMIN_SECRET_ENV}, else a generated one)",
     )
     parser.add_argument("--db", default=":memory:", help="issuer SQLite database (default: in memory)")
     parser.add_argument("--alg", choices=SIGNING_ALGORITHMS, default="RS256", help="signing algorithm")
@@ -72,13 +79,14 @@ def _banner(stack: LocalStack, tenant: str, users: list[str]) -> str:
         f"-H {q('Enterprise-Api-Secret-Key: ' + stack.secret)} "
         f"-H 'Content-Type: application/json' -d {q(body)}"
     )
+    # `--flag=VALUE`, quoted: a value that starts with `-` must not read as an option.
     call = (
-        f"mcp-idfwd call --issuer {stack.issuer_url} --secret {q(stack.secret)} --tenant {q(tenant)} "
-        f"--server {stack.server_url} --user {q(example_user)} --tool whoami"
+        f"mcp-idfwd call --issuer={q(stack.issuer_url)} --secret={q(stack.secret)} --tenant={q(tenant)} "
+        f"--server={q(stack.server_url)} --user={q(example_user)} --tool=whoami"
     )
     conformance = (
-        f"mcp-idfwd conformance --server {stack.server_url} --issuer-admin {stack.issuer_url} "
-        f"--admin-secret={q(stack.secret)}"
+        f"mcp-idfwd conformance --server={q(stack.server_url)} --issuer-admin={q(stack.issuer_url)} "
+        f"--admin-secret={q(stack.admin_secret)}"
     )
     who = ", ".join(f"{tenant}/{user}" for user in users) or "(none; create them with the admin API)"
     return "\n".join(
@@ -86,7 +94,8 @@ def _banner(stack: LocalStack, tenant: str, users: list[str]) -> str:
             "mcp-idfwd up: the issuer and the MCP server are running (Ctrl-C to stop)",
             f"  issuer      {stack.issuer_url}",
             f"  MCP server  {stack.server_url}",
-            f"  secret      {stack.secret}",
+            f"  secret      {stack.secret}  (inner: hosts send it to issue-token)",
+            f"  admin       {stack.admin_secret}  (admin API: Authorization: Bearer ...)",
             f"  users       {who} (SSO grants stored)",
             "",
             f"Issue a token for {example_user}:",
@@ -109,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         issuer_port=args.issuer_port,
         server_port=args.server_port,
         secret=args.secret or None,
+        admin_secret=args.admin_secret or None,
         db_path=args.db,
         alg=args.alg,
         token_ttl=args.token_ttl,
@@ -128,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                 threading.Event().wait()
             except KeyboardInterrupt:
                 print("mcp-idfwd up: stopping", file=sys.stderr, flush=True)
-    except OSError as exc:
+    except (OSError, ValueError, DataKeyError, StorageTamperedError, sqlite3.Error) as exc:
         print(f"mcp-idfwd up: cannot start: {exc}", file=sys.stderr)
         return 1
     finally:

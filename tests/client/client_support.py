@@ -30,11 +30,6 @@ TENANT = "acme"
 ISSUE_TOKEN_PATH = "/inner/api/mcp/issue-token"
 
 
-def sub_of(token: str) -> str:
-    """The `sub` claim of a token, read without checking its signature: the tests only ask whose it is."""
-    return str(jwt.decode(token, options={"verify_signature": False})["sub"])
-
-
 @dataclass
 class Seen:
     """One HTTP request a server received; `status` is set once the response starts (0 until then)."""
@@ -102,14 +97,25 @@ class Stack:
     issuer_log: RequestLog
     server_log: RequestLog
     _ids: Iterator[int] = field(default_factory=itertools.count)
+    # The opaque `sub` the issuer gave each user this stack created, back to its user id.
+    _users_by_subject: dict[str, str] = field(default_factory=dict)
 
     def new_user(self, name: str, *, grant: bool = True) -> str:
         """A user unique to this test session (tests share the issuer), signed in with SSO if `grant`."""
         user_id = f"{name}-{next(self._ids)}"
-        self.admin.create_user(TENANT, user_id, email=f"{user_id}@acme.test", name=name)
+        created = self.admin.create_user(TENANT, user_id, email=f"{user_id}@acme.test", name=name)
+        self._users_by_subject[created["sub"]] = user_id
         if grant:
             self.admin.grant(TENANT, user_id)
         return user_id
+
+    def user_of(self, subject: str) -> str:
+        """The user id behind a `sub` this stack's issuer assigned; any other `sub` as it is."""
+        return self._users_by_subject.get(subject, subject)
+
+    def user_of_token(self, token: str) -> str:
+        """Whose token it is, read without checking its signature: the tests only ask whose it is."""
+        return self.user_of(str(jwt.decode(token, options={"verify_signature": False})["sub"]))
 
     def provider(self, **overrides: Any) -> MCPProvider:
         values: dict[str, Any] = {
@@ -138,9 +144,9 @@ def serve_recorder(app: ASGIApp | None = None) -> tuple[ServedApp, RequestLog]:
     return _serve(recorder, sock), recorder
 
 
-def serve_issuer(secret: str) -> tuple[ServedApp, RequestLog]:
+def serve_issuer(secret: str, admin_secret: str) -> tuple[ServedApp, RequestLog]:
     sock = bind_loopback()
-    settings = fake_enterprise.IssuerSettings(issuer_url=socket_url(sock), secret=secret)
+    settings = fake_enterprise.IssuerSettings(socket_url(sock), secret, admin_secret)
     app = RequestLog(fake_enterprise.create_app(settings))
     return _serve(app, sock), app
 
@@ -164,12 +170,14 @@ class Host:
     broker: TokenBroker
     token_client: EnterpriseTokenClient
     issued_for: list[str]
+    user_of: Callable[[str], str]
 
     async def whoami(self, provider: MCPProvider, user_id: str | None) -> str:
+        """The user the server acted as (its `sub` mapped back to the user id)."""
         result = await self.runtime.invoke(provider, "whoami", {}, tenant_id=TENANT, user_id=user_id)
         assert not result.is_error, result
         assert result.structured_content is not None
-        return str(result.structured_content["sub"])
+        return self.user_of(str(result.structured_content["sub"]))
 
 
 def counting_http_client(issued_for: list[str]) -> httpx.AsyncClient:

@@ -22,10 +22,10 @@ from client_runtime import EnterpriseTokenClient, EnterpriseTokenSettings, MCPTo
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    secret = secrets.token_urlsafe(16)
-    issuer, issuer_log = serve_issuer(secret)
+    secret, admin_secret = secrets.token_hex(16), secrets.token_hex(16)
+    issuer, issuer_log = serve_issuer(secret, admin_secret)
     server, server_log, server_url = serve_mcp_server(issuer.url)
-    admin = fake_enterprise.AdminClient(issuer.url, secret)
+    admin = fake_enterprise.AdminClient(issuer.url, admin_secret, inner_secret=secret)
     try:
         yield Stack(issuer.url, secret, server_url, admin, issuer_log, server_log)
     finally:
@@ -47,7 +47,7 @@ async def host(stack: Stack, anyio_backend: str) -> AsyncIterator[Host]:
         broker = TokenBroker(client)
         # Open, so its calls reuse sessions: the default a host gets with `async with`.
         async with MCPToolRuntime(broker=broker) as runtime:
-            yield Host(runtime, broker, client, issued_for)
+            yield Host(runtime, broker, client, issued_for, stack.user_of)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ def test_the_example_calls_whoami_as_the_user(stack: Stack) -> None:
     alice = stack.new_user("alice")
     done = run_example(stack, alice)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["sub"] == alice
+    assert stack.user_of(json.loads(done.stdout)["sub"]) == alice
     assert stack.secret not in done.stdout + done.stderr
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from client_support import TENANT, Host, RequestLog, Stack, serve_issuer, serve_mcp_server, sub_of
+from client_support import TENANT, Host, RequestLog, Stack, serve_issuer, serve_mcp_server
 
 from client_runtime import (
     IdentityMode,
@@ -50,7 +50,7 @@ async def test_alice_and_bob_interleaved_and_concurrent_each_get_their_own_ident
     # Every request the server received carried a token, and only alice's or bob's.
     seen = stack.server_log.since(mark)
     assert seen and all(r.bearer is not None and r.status == 200 for r in seen)
-    assert {sub_of(r.bearer or "") for r in seen} == {alice, bob}
+    assert {stack.user_of_token(r.bearer or "") for r in seen} == {alice, bob}
     assert sorted(set(host.issued_for)) == sorted([alice, bob])
     assert len(host.issued_for) == 2
 
@@ -107,7 +107,7 @@ async def test_a_token_near_expiry_is_renewed_before_use(stack: Stack, host: Hos
     result = await runtime.invoke(provider, "whoami", {}, tenant_id=TENANT, user_id=alice)
     renewed = {r.bearer for r in stack.server_log.since(mark)}
     assert len(renewed) == 1 and first.token not in renewed
-    assert result.structured_content is not None and result.structured_content["sub"] == alice
+    assert result.structured_content is not None and stack.user_of(result.structured_content["sub"]) == alice
     assert host.issued_for == [alice, alice]
 
 
@@ -179,13 +179,13 @@ async def test_a_custom_token_header_keeps_the_static_authorization(stack: Stack
     assert await host.whoami(provider, alice) == "platform-service"
     seen = stack.server_log.since(mark)
     assert seen and all(r.bearer == service_token for r in seen)
-    assert {sub_of(r.headers["x-dify-sso-token"]) for r in seen} == {alice}
+    assert {stack.user_of_token(r.headers["x-dify-sso-token"]) for r in seen} == {alice}
 
 
 @pytest.fixture(scope="module")
 def foreign_server(stack: Stack) -> Iterator[tuple[str, RequestLog]]:
     """An MCP server that trusts another issuer, so it answers every token of ours with 401."""
-    other_issuer, _ = serve_issuer("other-secret")
+    other_issuer, _ = serve_issuer("other-secret", "other-admin-secret")
     server, log, url = serve_mcp_server(other_issuer.url)
     try:
         yield url, log
@@ -208,7 +208,7 @@ async def test_a_server_401_is_never_followed_by_another_identity(
     assert seen and all(r.status == 401 for r in seen)
     # Every request carried alice's one token: no static key, no anonymous retry, no other user.
     tokens = {r.bearer for r in seen}
-    assert len(tokens) == 1 and sub_of(next(iter(tokens)) or "") == alice
+    assert len(tokens) == 1 and stack.user_of_token(next(iter(tokens)) or "") == alice
     assert host.issued_for == [alice]
     # The rejected token was evicted, so the next call asks the issuer again.
     assert host.broker.cached(TokenKey(TENANT, alice, "account", url)) is None
@@ -224,7 +224,7 @@ async def test_a_server_401_is_never_followed_by_another_identity(
         for user in (alice, bob, alice, bob):
             tg.start_soon(call, user)
     seen = log.since(mark)
-    assert {sub_of(r.bearer or "") for r in seen} == {alice, bob}
+    assert {stack.user_of_token(r.bearer or "") for r in seen} == {alice, bob}
     assert all(r.bearer is not None and r.bearer != "platform-static-key" for r in seen)
 
 

@@ -240,6 +240,7 @@ def test_reseal_binds_what_the_file_holds_now_then_refuses_a_downgrade(db_path: 
     wiki = providers.get(TENANT, "wiki")
     # Plain http off loopback worked before; after the upgrade it is an explicit, sealed opt-in.
     assert wiki is not None and wiki.allow_insecure_http and not notes.allow_insecure_http
+    assert notes.session_reuse and wiki.session_reuse  # the default, for rows older than the option
     credentials = EndUserCredentialStore(database, DataCipher(KEY))
     assert credentials.get("c-1").server_url == notes.server_url
     assert credentials.usable(TENANT, "eu-1", "notes", server_url=notes.server_url).secret == USER_KEY

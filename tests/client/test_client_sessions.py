@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import httpx2
 import pytest
-from client_support import TENANT, Host, Seen, Stack, sub_of
+from client_support import TENANT, Host, Seen, Stack
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -64,7 +64,7 @@ async def test_every_request_of_a_legacy_session_carries_the_token(stack: Stack)
         result = await client.call_tool("whoami", {})
         # The GET event stream is opened in the background; let it arrive before the session closes.
         assert await anyio.to_thread.run_sync(stack.server_log.wait_for, stream_opened)
-    assert result.structured_content is not None and result.structured_content["sub"] == alice
+    assert result.structured_content is not None and stack.user_of(result.structured_content["sub"]) == alice
     seen = stack.server_log.since(mark)
     # The POSTs, the GET event stream and the closing DELETE.
     assert {r.method for r in seen} == {"POST", "GET", "DELETE"}
@@ -78,11 +78,13 @@ async def test_runtime_legacy_sessions_carry_only_their_own_users_token(stack: S
     for user in (alice, bob):
         mark = stack.server_log.mark()
         result = await runtime.invoke(provider, "whoami", {}, tenant_id=TENANT, user_id=user)
-        assert result.structured_content is not None and result.structured_content["sub"] == user
+        assert (
+            result.structured_content is not None and stack.user_of(result.structured_content["sub"]) == user
+        )
         seen = stack.server_log.since(mark)
         # The closing DELETE is awaited before invoke returns; the GET stream may not have started.
         assert {"POST", "DELETE"} <= {r.method for r in seen}
-        assert {sub_of(r.bearer or "") for r in seen} == {user}
+        assert {stack.user_of_token(r.bearer or "") for r in seen} == {user}
 
 
 def test_an_unknown_protocol_mode_is_refused() -> None:

@@ -146,18 +146,6 @@ def test_session_reuse_is_stored_and_updated(providers: ProviderStore) -> None:
         provider(session_reuse="no")
 
 
-def test_providers_stored_before_session_reuse_existed_keep_working(db_path: Path) -> None:
-    # The table as the first schema made it, with a provider in it.
-    old = ProviderStore(Database(db_path), DataCipher(KEY))
-    stored = old.create(provider(identity_mode="idp_token", static_headers={"X-Key": "k"}))
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("ALTER TABLE mcp_providers DROP COLUMN session_reuse")
-    reopened = ProviderStore(Database(db_path), DataCipher(KEY))
-    assert reopened.get("t1", "notes") == stored  # reuse on, as for any provider by default
-    reopened.create(provider(provider_id="fresh", session_reuse=False))
-    assert reopened.get("t1", "fresh").session_reuse is False  # type: ignore[union-attr]
-
-
 def test_static_headers_are_encrypted_at_rest(providers: ProviderStore, db_path: Path) -> None:
     providers.create(provider(static_headers={"Authorization": f"Bearer {API_KEY}"}))
     assert API_KEY.encode() not in db_path.read_bytes()

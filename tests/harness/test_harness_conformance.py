@@ -1,4 +1,3 @@
-import inspect
 import json
 import subprocess
 import sys
@@ -8,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from fake_enterprise import AdminAPIError
 from harness.cli import main
 from harness.conformance import (
     CASES,
@@ -31,9 +29,6 @@ AUDIENCE_CASES = {"wrong-aud", "aud-suffixed", "aud-array-without-server"}
 ISSUE_9_CASES = {"cross-tenant-session", "huge-exp", "huge-nbf", "huge-iat", "exp-beyond-double",
                  "duplicate-header-alg", "duplicate-claim-sub", "long-lifetime"}  # fmt: skip
 RAW_JSON_CASES = {"exp-beyond-double", "duplicate-header-alg", "duplicate-claim-sub"}
-# What the reference server's verifier refuses only with branch verifier-sec merged.
-VERIFIER_SEC_CASES = ISSUE_9_CASES - {"cross-tenant-session"}
-PASSING_TODAY = tuple(case for case in CASES if case.name not in VERIFIER_SEC_CASES)
 BY_NAME = {case.name: case for case in CASES}
 
 
@@ -63,8 +58,8 @@ def test_every_case_names_its_source_and_only_unrequired_refusals_are_strict() -
 
 def test_the_projects_own_server_passes_every_case(local_stack: LocalStack) -> None:
     one_key_before = len(local_stack.admin.jwks()["keys"]) == 1
-    target = Target(local_stack.server_url, local_stack.issuer_url, local_stack.secret, strict=True)
-    report = run_battery(target, PASSING_TODAY)
+    target = Target(local_stack.server_url, local_stack.issuer_url, local_stack.admin_secret, strict=True)
+    report = run_battery(target, CASES)
     not_passed = {r.name: (r.observed_status, r.observed_challenge, r.detail) for r in report.results
                   if r.verdict is not Verdict.PASS}  # fmt: skip
     assert not_passed == {}
@@ -81,7 +76,7 @@ def test_the_projects_own_server_passes_every_case(local_stack: LocalStack) -> N
 
 
 def test_an_audience_blind_server_is_caught(local_stack: LocalStack, weak_server: ServedApp) -> None:
-    report = run_battery(Target(weak_server.url + "/mcp", local_stack.issuer_url, local_stack.secret))
+    report = run_battery(Target(weak_server.url + "/mcp", local_stack.issuer_url, local_stack.admin_secret))
     failed = {result.name for result in report.results if result.verdict is Verdict.FAIL}
     assert failed == AUDIENCE_CASES
     assert all(
@@ -95,7 +90,9 @@ def test_an_audience_blind_server_is_caught(local_stack: LocalStack, weak_server
 def test_a_server_that_follows_jku_is_caught_fetching_it(
     local_stack: LocalStack, jku_trusting_server: ServedApp
 ) -> None:
-    report = run_battery(Target(jku_trusting_server.url + "/mcp", local_stack.issuer_url, local_stack.secret))
+    report = run_battery(
+        Target(jku_trusting_server.url + "/mcp", local_stack.issuer_url, local_stack.admin_secret)
+    )
     (jku,) = [result for result in report.results if result.name == "jku-header"]
     assert jku.verdict is Verdict.FAIL
     assert jku.observed_status == 200
@@ -114,7 +111,7 @@ def _issue_9_verdicts(target: Target) -> dict[str, tuple[Verdict, str]]:
 def test_the_issue_9_cases_catch_a_careless_server(
     local_stack: LocalStack, careless_server: ServedApp
 ) -> None:
-    target = Target(careless_server.url + "/mcp", local_stack.issuer_url, local_stack.secret)
+    target = Target(careless_server.url + "/mcp", local_stack.issuer_url, local_stack.admin_secret)
     verdicts = _issue_9_verdicts(target)
     assert verdicts["valid-token"][0] is Verdict.PASS
     # alice of globex took over alice of acme's session: the server keys users by username.
@@ -131,7 +128,7 @@ def test_the_issue_9_cases_catch_a_careless_server(
 
 
 def test_the_issue_9_cases_pass_a_strict_server(local_stack: LocalStack, strict_server: ServedApp) -> None:
-    target = Target(strict_server.url + "/mcp", local_stack.issuer_url, local_stack.secret, strict=True)
+    target = Target(strict_server.url + "/mcp", local_stack.issuer_url, local_stack.admin_secret, strict=True)
     verdicts = _issue_9_verdicts(target)
     judged = {name: verdict for name, (verdict, _) in verdicts.items() if name not in RAW_JSON_CASES}
     assert set(judged.values()) == {Verdict.PASS}, verdicts
@@ -140,42 +137,24 @@ def test_the_issue_9_cases_pass_a_strict_server(local_stack: LocalStack, strict_
     )
 
 
-def _raw_minting_or_skip(local_stack: LocalStack) -> None:
-    """The raw-JSON cases need contract C5 (`raw_header`/`raw_claims` on `/admin/mint`)."""
-    if "raw_claims" not in inspect.signature(local_stack.admin.mint).parameters:
-        pytest.skip("needs AdminClient.mint(raw_header=, raw_claims=) (contract C5, branch issuer-sec)")
-    try:
-        local_stack.admin.mint({}, raw_header='{"alg":"none"}', raw_claims='{"sub":"x"}')  # type: ignore[call-arg]
-    except AdminAPIError as exc:
-        if exc.status == 400 and "raw_" in exc.message:
-            pytest.skip(f"the issuer's /admin/mint does not take raw JSON yet (C5): {exc.message}")
-        raise
-
-
 def test_the_raw_json_cases_catch_a_careless_server_and_pass_a_strict_one(
     local_stack: LocalStack, careless_server: ServedApp, strict_server: ServedApp
 ) -> None:
-    _raw_minting_or_skip(local_stack)
     careless = _issue_9_verdicts(
-        Target(careless_server.url + "/mcp", local_stack.issuer_url, local_stack.secret, strict=True)
+        Target(careless_server.url + "/mcp", local_stack.issuer_url, local_stack.admin_secret, strict=True)
     )
     # Python's json keeps the last duplicate: alg none, then the real alg, reads as the real one.
     assert careless["duplicate-header-alg"][0] is Verdict.FAIL
     assert careless["duplicate-claim-sub"][0] is Verdict.FAIL
     assert careless["exp-beyond-double"][0] is Verdict.FAIL  # OverflowError: a 500
     strict = _issue_9_verdicts(
-        Target(strict_server.url + "/mcp", local_stack.issuer_url, local_stack.secret, strict=True)
+        Target(strict_server.url + "/mcp", local_stack.issuer_url, local_stack.admin_secret, strict=True)
     )
     assert {strict[name][0] for name in RAW_JSON_CASES} == {Verdict.PASS}, strict
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the reference verifier refuses huge time values, duplicate members and over-long lifetimes "
-    "only with branch verifier-sec merged; the raw-JSON cases need /admin/mint's raw_claims (C5, issuer-sec)",
-)
 def test_the_projects_own_server_passes_the_issue_9_cases_strictly(local_stack: LocalStack) -> None:
-    target = Target(local_stack.server_url, local_stack.issuer_url, local_stack.secret, strict=True)
+    target = Target(local_stack.server_url, local_stack.issuer_url, local_stack.admin_secret, strict=True)
     verdicts = _issue_9_verdicts(target)
     assert {name: verdict for name, (verdict, _) in verdicts.items() if verdict is not Verdict.PASS} == {}
 
@@ -184,7 +163,7 @@ def test_refusing_the_valid_token_fails_and_says_why(
     local_stack: LocalStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["conformance", "--server", local_stack.server_url, "--issuer-admin", local_stack.issuer_url,
-            "--admin-secret", local_stack.secret, "--audience", "http://127.0.0.1:9/elsewhere/mcp",
+            "--admin-secret", local_stack.admin_secret, "--audience", "http://127.0.0.1:9/elsewhere/mcp",
             "--case", "alg-none", "--case", "expired", "--format", "json"]  # fmt: skip
     assert main(argv) == 1
     document = json.loads(capsys.readouterr().out)
@@ -200,12 +179,12 @@ def test_cli_exits_non_zero_against_the_weak_server_and_writes_valid_junit(
     output = tmp_path / "conformance.xml"
     command = [
         sys.executable, "-m", "harness", "conformance", "--server", weak_server.url + "/mcp",
-        "--issuer-admin", local_stack.issuer_url, "--admin-secret", local_stack.secret,
+        "--issuer-admin", local_stack.issuer_url, "--admin-secret", local_stack.admin_secret,
         "--format", "junit", "--output", str(output),
     ]  # fmt: skip
     completed = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert completed.returncode == 1, completed.stderr
-    assert local_stack.secret not in completed.stdout + completed.stderr
+    assert local_stack.admin_secret not in completed.stdout + completed.stderr
 
     suites = ET.parse(output).getroot()
     assert suites.tag == "testsuites"
@@ -225,37 +204,37 @@ def test_cli_json_report_against_the_projects_own_server(
     local_stack: LocalStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["conformance", "--server", local_stack.server_url, "--issuer-admin", local_stack.issuer_url,
-            "--admin-secret", local_stack.secret, "--format", "json",
-            *_only(*(case.name for case in PASSING_TODAY))]  # fmt: skip
+            "--admin-secret", local_stack.admin_secret, "--format", "json",
+            ]  # fmt: skip
     assert main(argv) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["exit_code"] == 0
     assert document["strict"] is False
-    assert document["summary"]["pass"] == len(PASSING_TODAY)
-    assert [result["name"] for result in document["results"]] == [case.name for case in PASSING_TODAY]
+    assert document["summary"]["pass"] == len(CASES)
+    assert [result["name"] for result in document["results"]] == [case.name for case in CASES]
     control = document["results"][0]
     observed = (control["expected_status"], control["observed_status"], control["verdict"])
     assert observed == ("2xx", 200, "pass")
     sources = {result["name"]: (result["source"], result["requirement"]) for result in document["results"]}
-    assert sources == {case.name: (case.source, case.requirement.value) for case in PASSING_TODAY}
+    assert sources == {case.name: (case.source, case.requirement.value) for case in CASES}
     assert sources["iat-in-future"][1] == "strict" and "RFC 7519 §4.1.6" in sources["iat-in-future"][0]
 
 
 def test_cli_table_report(local_stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["conformance", "--server", local_stack.server_url, "--issuer-admin", local_stack.issuer_url,
-            "--admin-secret", local_stack.secret, *_only(*(case.name for case in PASSING_TODAY))]  # fmt: skip
+            "--admin-secret", local_stack.admin_secret]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert f"CONFORMANT: {len(PASSING_TODAY)} cases ({len(PASSING_TODAY)} pass)" in out
+    assert f"CONFORMANT: {len(CASES)} cases ({len(CASES)} pass)" in out
     assert "profile:  standard" in out
-    for case in PASSING_TODAY:
+    for case in CASES:
         assert case.name in out
 
 
 def test_cli_reads_the_admin_secret_from_the_environment(
     local_stack: LocalStack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MCP_IDFWD_ADMIN_SECRET", local_stack.secret)
+    monkeypatch.setenv("MCP_IDFWD_ADMIN_SECRET", local_stack.admin_secret)
     argv = ["conformance", "--server", local_stack.server_url, "--issuer-admin", local_stack.issuer_url,
             *_only("alg-none")]  # fmt: skip
     assert main(argv) == 0
@@ -271,16 +250,16 @@ def test_wrong_admin_secret_is_a_setup_error(
             "--admin-secret", "not-the-secret"]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "conformance:" in err and "invalid_client" in err and "not-the-secret" not in err
+    assert "conformance:" in err and "invalid_token" in err and "not-the-secret" not in err
 
 
 def test_an_unreachable_server_is_reported_as_unreachable(
     local_stack: LocalStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(ServerUnreachable, match="unreachable"):
-        run_battery(Target("http://127.0.0.1:9/mcp", local_stack.issuer_url, local_stack.secret))
+        run_battery(Target("http://127.0.0.1:9/mcp", local_stack.issuer_url, local_stack.admin_secret))
     argv = ["conformance", "--server", "http://127.0.0.1:9/mcp", "--issuer-admin", local_stack.issuer_url,
-            "--admin-secret", local_stack.secret]  # fmt: skip
+            "--admin-secret", local_stack.admin_secret]  # fmt: skip
     assert main(argv) == 3
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -295,7 +274,8 @@ def test_a_report_into_a_missing_directory_is_one_line(
 ) -> None:
     output = tmp_path / "missing" / "report.json"
     argv = ["conformance", "--server", local_stack.server_url, "--issuer-admin", local_stack.issuer_url,
-            "--admin-secret", local_stack.secret, "--output", str(output), *_only("alg-none")]  # fmt: skip
+            "--admin-secret", local_stack.admin_secret, "--output", str(output),
+            *_only("alg-none")]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"conformance: cannot write the report to {output}") and err.count("\n") == 1

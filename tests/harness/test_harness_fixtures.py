@@ -9,6 +9,23 @@ def test_idfwd_issuer_is_running_with_an_admin_client(idfwd_issuer) -> None:
     assert discovery["issuer"] == idfwd_issuer.url
     assert idfwd_issuer.admin.jwks()["keys"]
     assert idfwd_issuer.secret not in repr(idfwd_issuer)
+    assert idfwd_issuer.admin_secret not in repr(idfwd_issuer)
+
+
+def test_idfwd_issuer_has_two_secrets_with_two_jobs(idfwd_issuer) -> None:
+    assert idfwd_issuer.admin_secret != idfwd_issuer.secret
+    minted = httpx.post(
+        f"{idfwd_issuer.url}/admin/mint",
+        json={"claims": {"sub": "x"}},
+        headers={"Authorization": f"Bearer {idfwd_issuer.admin_secret}"},
+    )
+    assert minted.status_code == 200
+    with_the_inner_secret = httpx.post(
+        f"{idfwd_issuer.url}/admin/mint",
+        json={"claims": {"sub": "x"}},
+        headers={"Enterprise-Api-Secret-Key": idfwd_issuer.secret},
+    )
+    assert with_the_inner_secret.status_code == 401
 
 
 def test_idfwd_mcp_server_trusts_the_issuer(idfwd_issuer, idfwd_mcp_server) -> None:
@@ -44,8 +61,8 @@ async def test_idfwd_runtime_calls_tools_as_each_user(idfwd_runtime, idfwd_stack
     other = idfwd_stack.new_user("acme", prefix="other")
     mine = await idfwd_runtime.invoke(provider, "whoami", {}, tenant_id="acme", user_id=idfwd_user.user_id)
     theirs = await idfwd_runtime.invoke(provider, "whoami", {}, tenant_id="acme", user_id=other.user_id)
-    assert mine.structured_content["sub"] == idfwd_user.user_id
-    assert theirs.structured_content["sub"] == other.user_id
+    assert mine.structured_content["sub"] == idfwd_user.sub
+    assert theirs.structured_content["sub"] == other.sub != idfwd_user.sub
     assert mine.structured_content["aud"] == idfwd_stack.server_url
 
 

@@ -4,6 +4,7 @@ import httpx
 import jwt
 import pytest
 
+from fake_enterprise import AdminAPIError, AdminClient
 from harness.servers import bind_loopback
 from harness.stack import LocalStack, StackSettings
 
@@ -30,12 +31,21 @@ def test_stack_runs_on_the_given_ports_and_frees_them_on_stop() -> None:
         token = stack.admin.issue_token("acme", user.user_id, stack.server_url)["token"]
         claims = jwt.decode(token, options={"verify_signature": False})
         assert (jwt.get_unverified_header(token)["alg"], claims["exp"] - claims["iat"]) == ("ES256", 60)
-        assert stack.secret not in repr(stack)
+        assert stack.secret not in repr(stack) and stack.admin_secret not in repr(stack)
     assert not stack.running
     assert not _accepts_connections(issuer_port) and not _accepts_connections(server_port)
     stack.stop()  # idempotent
     with pytest.raises(RuntimeError, match="not running"):
         _ = stack.server_url
+
+
+def test_the_stack_uses_the_secrets_it_is_given() -> None:
+    with LocalStack(StackSettings(secret="inner-given", admin_secret="admin-given")) as stack:
+        assert (stack.secret, stack.admin_secret) == ("inner-given", "admin-given")
+        with AdminClient(stack.issuer_url, "admin-given") as admin:
+            assert admin.rotate_keys()
+        with AdminClient(stack.issuer_url, "inner-given") as inner_only, pytest.raises(AdminAPIError):
+            inner_only.rotate_keys()
 
 
 def test_issuer_alone_then_server_on_demand() -> None:

@@ -1,5 +1,7 @@
 import json
+import os
 import queue
+import re
 import shlex
 import signal
 import subprocess
@@ -10,7 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from harness.cli import main
+from harness.cli import build_parser, main
+from harness.generated_secrets import new_secret
 from harness.stack import LocalStack
 
 UP = [sys.executable, "-m", "harness", "up", "--issuer-port", "0", "--server-port", "0"]
@@ -78,7 +81,9 @@ def test_up_serves_prints_working_examples_and_stops_on_signal(
     command = [sys.executable, "-m", "harness", *call[1:]]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
-    assert json.loads(completed.stdout)["sub"] == "alice"
+    identity = json.loads(completed.stdout)
+    assert (identity["email"], identity["tenant_id"]) == ("alice@example.com", "acme")
+    assert re.fullmatch("[0-9a-f]{32}", identity["sub"])
 
     process.send_signal(stop_signal)
     _, err = process.communicate(timeout=30)
@@ -98,7 +103,7 @@ def test_call_prints_the_tool_result(local_stack: LocalStack, capsys: pytest.Cap
     assert main(_call(local_stack, user.user_id, "echo", "--args", '{"text": "hello"}')) == 0
     assert "hello" in capsys.readouterr().out
     assert main(_call(local_stack, user.user_id, "whoami")) == 0
-    assert json.loads(capsys.readouterr().out)["sub"] == user.user_id
+    assert json.loads(capsys.readouterr().out)["sub"] == user.sub
 
 
 def test_call_reports_the_mapped_error(local_stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,3 +139,36 @@ def test_call_rejects_bad_args_json_clearly(
         main(_call(local_stack, "alice", "echo", "--args", args))
     assert exited.value.code == 2
     assert f"argument --args: {message}" in capsys.readouterr().err
+
+
+def test_generated_secrets_never_read_as_options() -> None:
+    generated = {new_secret() for _ in range(5000)}
+    assert len(generated) == 5000
+    assert all(re.fullmatch("[0-9a-f]{48}", secret) for secret in generated)
+    stack = LocalStack()
+    assert not stack.secret.startswith("-") and not stack.admin_secret.startswith("-")
+
+
+def test_printed_commands_survive_secrets_that_start_with_a_dash() -> None:
+    # The CI flake: `--secret -xyz` does not parse. Given secrets may start with `-`; the printed
+    # lines must still work as pasted.
+    inner, admin = "-inner-secret with 'quote", "--admin-secret-lookalike"
+    env = {**os.environ, "MCP_IDFWD_ISSUER_SECRET": inner, "MCP_IDFWD_ADMIN_SECRET": admin}
+    process = subprocess.Popen(UP, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        banner = _banner(_lines(process))
+        call = shlex.split(next(line for line in banner if line.strip().startswith("mcp-idfwd call")))
+        parsed = build_parser().parse_args(call[1:])
+        assert (parsed.command, parsed.secret, parsed.user) == ("call", inner, "alice")
+        completed = subprocess.run(
+            [sys.executable, "-m", "harness", *call[1:]], capture_output=True, text=True, timeout=60
+        )
+        assert completed.returncode == 0, completed.stderr
+        conformance = shlex.split(
+            next(line for line in banner if line.strip().startswith("mcp-idfwd conformance"))
+        )
+        assert f"--admin-secret={admin}" in conformance
+        assert all(word.startswith("--") and "=" in word for word in conformance[2:])
+    finally:
+        process.kill()
+        process.wait(timeout=10)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from issuer_support import SECRET, RunningIssuer, StartIssuer
+from issuer_support import ADMIN_SECRET, SECRET, RunningIssuer, StartIssuer
 
 from fake_enterprise import AdminClient, IssuerSettings, create_app
 from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
@@ -20,7 +20,12 @@ def _issuers() -> Iterator[StartIssuer]:
 
     def start(**overrides: Any) -> RunningIssuer:
         sock = bind_loopback()
-        fields: dict[str, Any] = {"issuer_url": socket_url(sock), "secret": SECRET, **overrides}
+        fields: dict[str, Any] = {
+            "issuer_url": socket_url(sock),
+            "secret": SECRET,
+            "admin_secret": ADMIN_SECRET,
+            **overrides,
+        }
         settings = IssuerSettings(**fields)
         try:
             served = start_in_thread(create_app(settings), sock)

@@ -9,6 +9,9 @@ from fake_enterprise import AdminClient, IssuerSettings
 from harness.servers import ServedApp
 
 SECRET = "issuer-test-secret-4f1c"
+ADMIN_SECRET = "issuer-test-admin-secret-9b2e"
+INNER_AUTH = {"Enterprise-Api-Secret-Key": SECRET}
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_SECRET}"}
 AUDIENCE = "http://127.0.0.1:8765/mcp"
 ISSUE_PATH = "/inner/api/mcp/issue-token"
 
@@ -23,7 +26,7 @@ class RunningIssuer:
         return self.served.url
 
     def admin(self) -> AdminClient:
-        return AdminClient(self.url, self.settings.secret)
+        return AdminClient(self.url, self.settings.admin_secret, inner_secret=self.settings.secret)
 
 
 class FakeClock:

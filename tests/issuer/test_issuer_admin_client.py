@@ -5,20 +5,23 @@ from __future__ import annotations
 import httpx
 import pytest
 import respx
-from issuer_support import AUDIENCE, SECRET, RunningIssuer
+from issuer_support import ADMIN_SECRET, AUDIENCE, SECRET, RunningIssuer
 
 from fake_enterprise import AdminAPIError, AdminClient, AdminClientError, IssuerSettings
 from harness.servers import bind_loopback, socket_url
 
 
 def test_api_errors_carry_status_and_code_but_not_the_secret(module_issuer: RunningIssuer) -> None:
-    with AdminClient(module_issuer.url, SECRET + "-wrong") as admin, pytest.raises(AdminAPIError) as info:
+    with (
+        AdminClient(module_issuer.url, ADMIN_SECRET + "-wrong") as admin,
+        pytest.raises(AdminAPIError) as info,
+    ):
         admin.create_user("acme", "alice")
     error = info.value
-    assert (error.status, error.error) == (401, "invalid_client")
+    assert (error.status, error.error) == (401, "invalid_token")
     assert isinstance(error, AdminClientError)
     for text in (str(error), repr(error), error.message):
-        assert SECRET not in text
+        assert ADMIN_SECRET not in text
 
 
 def test_ids_are_escaped_into_paths(module_issuer: RunningIssuer) -> None:
@@ -61,11 +64,20 @@ def test_a_non_json_success_is_a_client_error() -> None:
 
 
 def test_reprs_hide_secrets() -> None:
-    settings = IssuerSettings(issuer_url="http://127.0.0.1:1", secret=SECRET, data_key=b"K" * 32)
-    assert SECRET not in repr(settings)
+    settings = IssuerSettings(
+        issuer_url="http://127.0.0.1:1", secret=SECRET, admin_secret=ADMIN_SECRET, data_key=b"K" * 32
+    )
+    assert SECRET not in repr(settings) and ADMIN_SECRET not in repr(settings)
     assert "KKKK" not in repr(settings)
-    with AdminClient("http://127.0.0.1:1", SECRET) as admin:
-        assert SECRET not in repr(admin)
+    with AdminClient("http://127.0.0.1:1", ADMIN_SECRET, inner_secret=SECRET) as admin:
+        assert SECRET not in repr(admin) and ADMIN_SECRET not in repr(admin)
+
+
+def test_issue_token_needs_the_inner_secret(module_issuer: RunningIssuer) -> None:
+    with AdminClient(module_issuer.url, ADMIN_SECRET) as admin, pytest.raises(AdminClientError) as info:
+        admin.issue_token("acme", "alice", AUDIENCE)
+    assert "inner_secret" in str(info.value)
+    assert not isinstance(info.value, AdminAPIError)
 
 
 @pytest.mark.parametrize(
@@ -74,6 +86,8 @@ def test_reprs_hide_secrets() -> None:
         {"issuer_url": "ftp://127.0.0.1"},
         {"issuer_url": "http://127.0.0.1/?q=1"},
         {"secret": ""},
+        {"admin_secret": ""},
+        {"admin_secret": SECRET},
         {"alg": "HS256"},
         {"token_profile": "saml"},
         {"token_ttl": 0},
@@ -82,7 +96,7 @@ def test_reprs_hide_secrets() -> None:
     ],
 )
 def test_bad_settings_are_refused(overrides: dict) -> None:
-    fields = {"issuer_url": "http://127.0.0.1:1", "secret": SECRET, **overrides}
+    fields = {"issuer_url": "http://127.0.0.1:1", "secret": SECRET, "admin_secret": ADMIN_SECRET, **overrides}
     with pytest.raises(ValueError) as info:
         IssuerSettings(**fields)
-    assert SECRET not in str(info.value)
+    assert SECRET not in str(info.value) and ADMIN_SECRET not in str(info.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from issuer_support import AUDIENCE
 
-from fake_enterprise import AdminClient
+from fake_enterprise import AdminAPIError, AdminClient
 from harness.cli import build_parser
 
 
@@ -31,7 +32,7 @@ def _issuer_process(*args: str) -> Iterator[dict[str, str]]:
     try:
         printed: dict[str, str] = {}
         assert process.stdout is not None
-        while "db" not in printed:
+        while "db" not in printed:  # the last line before serving
             line = process.stdout.readline()
             if not line:
                 pytest.fail(f"issuer exited early: {process.communicate(timeout=10)[1]}")
@@ -47,9 +48,11 @@ def _issuer_process(*args: str) -> Iterator[dict[str, str]]:
 def test_the_cli_serves_and_prints_its_url_and_generated_secret(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
     with _issuer_process("--db", str(db), "--alg", "ES256", "--token-ttl", "42") as printed:
-        url, secret = printed["issuer"], printed["secret"]
+        url, secret, admin_secret = printed["issuer"], printed["secret"], printed["admin secret"]
         assert url.startswith("http://127.0.0.1:")
-        with AdminClient(url, secret) as admin:
+        assert re.fullmatch("[0-9a-f]{48}", secret) and re.fullmatch("[0-9a-f]{48}", admin_secret)
+        assert secret != admin_secret
+        with AdminClient(url, admin_secret, inner_secret=secret) as admin:
             assert admin.discovery()["issuer"] == url
             admin.create_user("acme", "alice")
             admin.grant("acme", "alice")
@@ -59,11 +62,34 @@ def test_the_cli_serves_and_prints_its_url_and_generated_secret(tmp_path: Path) 
     assert (tmp_path / "cli.db.key").exists()
 
 
-def test_a_given_secret_is_used_and_not_printed() -> None:
-    with _issuer_process("--secret", "given-secret-123") as printed:
-        assert "given-secret-123" not in printed["secret"]
-        with AdminClient(printed["issuer"], "given-secret-123") as admin:
+def test_given_secrets_are_used_and_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCP_IDFWD_ADMIN_SECRET", "given-admin-secret-456")
+    with _issuer_process("--secret=given-secret-123") as printed:
+        assert printed["secret"] == printed["admin secret"] == "(as given)"
+        with AdminClient(
+            printed["issuer"], "given-admin-secret-456", inner_secret="given-secret-123"
+        ) as admin:
             assert admin.rotate_keys("EdDSA")
+            admin.create_user("acme", "alice")
+            admin.grant("acme", "alice")
+            assert admin.issue_token("acme", "alice", AUDIENCE)["token"]
+        with AdminClient(printed["issuer"], "given-secret-123") as inner_only, pytest.raises(AdminAPIError):
+            inner_only.rotate_keys()
+
+
+def test_one_secret_for_both_jobs_is_refused_in_one_line() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "harness", "issuer", "--port", "0", "--secret=same", "--admin-secret=same"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 1
+    (line,) = completed.stderr.splitlines()
+    assert (
+        line == "mcp-idfwd issuer: admin_secret must differ from secret (the inner secret every host holds)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,10 @@ def test_forced_status_with_a_chosen_error_code(admin: AdminClient) -> None:
 
 def test_forced_status_still_requires_the_secret(issuer: RunningIssuer, admin: AdminClient) -> None:
     admin.set_faults(issue_token_status=503)
-    with AdminClient(issuer.url, "wrong") as stranger, pytest.raises(AdminAPIError) as info:
+    with (
+        AdminClient(issuer.url, "wrong", inner_secret="wrong") as stranger,
+        pytest.raises(AdminAPIError) as info,
+    ):
         stranger.issue_token("acme", "alice", AUDIENCE)
     assert (info.value.status, info.value.error) == (401, "invalid_client")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -48,7 +49,8 @@ def test_issued_token_carries_the_contract_claims(
     assert isinstance(answer["expires_at"], int)
     claims = _verify(admin, answer["token"])
     assert claims["iss"] == module_issuer.url
-    assert claims["sub"] == "alice"
+    assert re.fullmatch("[0-9a-f]{32}", claims["sub"])
+    assert claims["preferred_username"] == "alice"
     assert claims["aud"] == AUDIENCE
     assert claims["tenant_id"] == signed_in
     assert claims["email"] == "alice@acme.test"
@@ -109,7 +111,7 @@ def test_access_token_profile_per_user(admin: AdminClient, signed_in: str) -> No
     alice = admin.issue_token(signed_in, "alice", AUDIENCE)["token"]
     assert jwt.get_unverified_header(carol)["typ"] == "at+jwt"
     assert jwt.get_unverified_header(alice)["typ"] == "JWT"
-    assert _verify(admin, carol)["sub"] == "carol"
+    assert _verify(admin, carol)["preferred_username"] == "carol"
 
 
 def test_creating_a_user_twice_is_409(admin: AdminClient, signed_in: str) -> None:

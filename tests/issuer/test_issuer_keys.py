@@ -67,7 +67,7 @@ def test_tokens_of_every_alg_verify_with_pyjwkclient(start_issuer: StartIssuer, 
         token = admin.issue_token("acme", "alice", AUDIENCE)["token"]
     signing_key = jwt.PyJWKClient(issuer.url + "/.well-known/jwks.json").get_signing_key_from_jwt(token)
     claims = jwt.decode(token, signing_key.key, algorithms=[alg], audience=AUDIENCE, issuer=issuer.url)
-    assert claims["sub"] == "alice"
+    assert claims["preferred_username"] == "alice"
     assert jwt.get_unverified_header(token)["alg"] == alg
 
 
@@ -80,10 +80,10 @@ def test_a_token_signed_before_a_rotation_still_verifies_after_it(issuer: Runnin
         new_kid = admin.rotate_keys()
         assert new_kid != old_kid
         assert _kids(admin) == [new_kid, old_kid]
-        assert _decode(admin, old_token)["sub"] == "alice"
+        assert _decode(admin, old_token)["preferred_username"] == "alice"
         new_token = admin.issue_token("acme", "alice", AUDIENCE)["token"]
         assert jwt.get_unverified_header(new_token)["kid"] == new_kid
-        assert _decode(admin, new_token)["sub"] == "alice"
+        assert _decode(admin, new_token)["preferred_username"] == "alice"
 
 
 def test_rotation_can_change_the_algorithm(issuer: RunningIssuer) -> None:
@@ -95,8 +95,8 @@ def test_rotation_can_change_the_algorithm(issuer: RunningIssuer) -> None:
             kid = admin.rotate_keys(alg)
             token = admin.issue_token("acme", "alice", AUDIENCE)["token"]
             assert jwt.get_unverified_header(token) == {"alg": alg, "kid": kid, "typ": "JWT"}
-            assert _decode(admin, token)["sub"] == "alice"
-        assert _decode(admin, rsa_token)["sub"] == "alice"
+            assert _decode(admin, token)["preferred_username"] == "alice"
+        assert _decode(admin, rsa_token)["preferred_username"] == "alice"
         assert [key["alg"] for key in admin.jwks()["keys"]] == ["EdDSA", "ES256", "RS256"]
 
 
@@ -157,7 +157,7 @@ def test_rotation_under_load_never_leaves_a_token_unverifiable(start_issuer: Sta
             for _ in range(10):
                 token = admin.issue_token("acme", "alice", AUDIENCE)["token"]
                 # The JWKS fetched right after issuance must already verify the token.
-                assert _decode(admin, token)["sub"] == "alice"
+                assert _decode(admin, token)["preferred_username"] == "alice"
     finally:
         stop.set()
         rotator.join()

@@ -11,7 +11,7 @@ from typing import Any
 
 import jwt
 import pytest
-from issuer_support import AUDIENCE, SECRET, StartIssuer
+from issuer_support import ADMIN_SECRET, AUDIENCE, SECRET, StartIssuer
 
 from fake_enterprise import DATA_KEY_ENV, AdminAPIError, DataKeyError, IssuerSettings, create_app
 
@@ -24,7 +24,13 @@ def _no_data_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _settings(db_path: str, **overrides: Any) -> IssuerSettings:
-    return IssuerSettings(issuer_url="http://127.0.0.1:1", secret=SECRET, db_path=db_path, **overrides)
+    return IssuerSettings(
+        issuer_url="http://127.0.0.1:1",
+        secret=SECRET,
+        admin_secret=ADMIN_SECRET,
+        db_path=db_path,
+        **overrides,
+    )
 
 
 def _db_bytes(db: Path) -> bytes:
@@ -171,3 +177,15 @@ def test_a_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     key_file.chmod(0o644)
     with pytest.raises(DataKeyError, match="chmod 600"):
         create_app(_settings(str(tmp_path / "issuer.db")))
+
+
+def test_the_database_and_its_wal_and_shm_are_created_owner_only(
+    start_issuer: StartIssuer, tmp_path: Path
+) -> None:
+    db = tmp_path / "issuer.db"
+    issuer = start_issuer(db_path=str(db))
+    with issuer.admin() as admin:
+        admin.create_user("acme", "alice")  # a write: the WAL and SHM exist now
+        files = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.iterdir()}
+    assert set(files) == {"issuer.db", "issuer.db-wal", "issuer.db-shm", "issuer.db.key"}
+    assert set(files.values()) == {0o600}, files

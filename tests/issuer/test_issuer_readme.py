@@ -28,21 +28,24 @@ def test_the_python_example_runs() -> None:
     namespace: dict[str, object] = {}
     exec(compile(example, "README.md (issuer python example)", "exec"), namespace)
     claims = jwt.decode(str(namespace["token"]), options={"verify_signature": False})
-    assert (claims["sub"], claims["aud"]) == ("alice", "http://127.0.0.1:8000/mcp")
+    assert (claims["preferred_username"], claims["aud"]) == ("alice", "http://127.0.0.1:8000/mcp")
+    assert claims["sub"] != "alice"
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_the_curl_example_runs(tmp_path: Path) -> None:
     server_block, client_block = _blocks("bash")
     (command,) = server_block.strip().splitlines()
-    env_assignment, _, cli = command.partition(" ")
-    name, _, secret = env_assignment.partition("=")
+    words = command.split()
+    env = dict(word.split("=", 1) for word in words if re.fullmatch(r"[A-Z_]+=\S+", word))
+    assert set(env) == {"MCP_IDFWD_ISSUER_SECRET", "MCP_IDFWD_ADMIN_SECRET"}
+    cli = " ".join(words[len(env) :])
     assert cli.startswith("mcp-idfwd issuer --port 9000")
     args = cli.split()[1:]
     args[args.index("9000")] = "0"
     process = subprocess.Popen(
         [sys.executable, "-m", "harness", *args],
-        env={**os.environ, name: secret},
+        env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

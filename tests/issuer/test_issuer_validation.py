@@ -6,12 +6,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from issuer_support import AUDIENCE, ISSUE_PATH, SECRET, RunningIssuer
+from issuer_support import ADMIN_AUTH, ADMIN_SECRET, AUDIENCE, INNER_AUTH, ISSUE_PATH, SECRET, RunningIssuer
 
 from fake_enterprise import IssuerSettings, create_app
 from harness.servers import bind_loopback, serve_in_thread, socket_url
 
-AUTH = {"Enterprise-Api-Secret-Key": SECRET}
+# Both secrets: each route reads only its own, so one header set serves the inner and admin paths.
+AUTH = {**INNER_AUTH, **ADMIN_AUTH}
 JSON = {**AUTH, "Content-Type": "application/json"}
 GOOD = {"tenant_id": "acme", "user_id": "alice", "app_id": "", "audience": AUDIENCE}
 
@@ -223,10 +224,17 @@ def test_bad_admin_bodies_are_400(http: httpx.Client, method: str, path: str, bo
         ("POST", "/admin/mint"),
     ],
 )
-def test_every_admin_endpoint_needs_the_secret(http: httpx.Client, method: str, path: str) -> None:
-    wrong = {"Enterprise-Api-Secret-Key": SECRET + "x"}
-    _assert_error(http.request(method, path, json={}, headers=wrong), 401, "invalid_client")
-    _assert_error(http.request(method, path, json={}), 401, "invalid_client")
+def test_every_admin_endpoint_needs_the_admin_secret(http: httpx.Client, method: str, path: str) -> None:
+    for headers in (
+        {},
+        {"Authorization": f"Bearer {ADMIN_SECRET}x"},
+        {"Authorization": f"Basic {ADMIN_SECRET}"},
+        INNER_AUTH,  # the inner secret, which every host holds, opens nothing here
+        {"Authorization": f"Bearer {SECRET}"},
+    ):
+        response = http.request(method, path, json={}, headers=headers)
+        _assert_error(response, 401, "invalid_token")
+        assert response.headers["www-authenticate"].startswith("Bearer ")
 
 
 def test_admin_path_ids_are_validated(http: httpx.Client) -> None:
@@ -241,7 +249,7 @@ def test_non_ascii_secret_header_is_invalid_client(http: httpx.Client) -> None:
 
 def test_an_internal_fault_is_a_bare_json_500(caplog: pytest.LogCaptureFixture) -> None:
     sock = bind_loopback()
-    app = create_app(IssuerSettings(issuer_url=socket_url(sock), secret=SECRET))
+    app = create_app(IssuerSettings(issuer_url=socket_url(sock), secret=SECRET, admin_secret=ADMIN_SECRET))
     with serve_in_thread(app, sock) as served, httpx.Client(base_url=served.url) as client:
         app.state.issuer.close()  # the database is gone: the handler raises something unplanned
         response = client.post(ISSUE_PATH, json=GOOD, headers=AUTH)
@@ -255,7 +263,9 @@ def test_an_internal_fault_is_a_bare_json_500(caplog: pytest.LogCaptureFixture) 
 async def test_a_client_hanging_up_mid_body_is_routine_not_a_server_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = create_app(IssuerSettings(issuer_url="http://127.0.0.1:9", secret=SECRET))
+    app = create_app(
+        IssuerSettings(issuer_url="http://127.0.0.1:9", secret=SECRET, admin_secret=ADMIN_SECRET)
+    )
     messages = iter(
         [
             {"type": "http.request", "body": b'{"tenant_id":', "more_body": True},

@@ -36,15 +36,19 @@ def provider_for(server_url: str) -> MCPProvider:
     )
 
 
-def create_users(admin: AdminClient, user_ids: Iterable[str], *, workers: int = 16) -> None:
-    """Create users with SSO grants, several at a time (each admin call is a round trip)."""
+def create_users(admin: AdminClient, user_ids: Iterable[str], *, workers: int = 16) -> dict[str, str]:
+    """Create users with SSO grants, several at a time (each admin call is a round trip).
 
-    def create(user_id: str) -> None:
-        admin.create_user(TENANT, user_id, email=f"{user_id}@example.com", name=user_id.title())
+    Returns each user's opaque subject, the `sub` the server sees for them.
+    """
+
+    def create(user_id: str) -> tuple[str, str]:
+        created = admin.create_user(TENANT, user_id, email=f"{user_id}@example.com", name=user_id.title())
         admin.grant(TENANT, user_id)
+        return user_id, str(created["sub"])
 
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(create, user_ids))
+        return dict(pool.map(create, user_ids))
 
 
 @dataclass

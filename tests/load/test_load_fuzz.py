@@ -55,7 +55,7 @@ class Target:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return (self.stack.secret, self.refresh_token)
+        return (self.stack.secret, self.stack.admin_secret, self.refresh_token)
 
 
 @pytest.fixture(scope="module")
@@ -152,9 +152,17 @@ content_types = st.sampled_from(
 credentials = st.sampled_from([*["right"] * 8, "wrong", "missing"])
 
 
-def headers_for(target: Target, credential: str, content_type: str | None) -> dict[str, str]:
+def headers_for(
+    target: Target, credential: str, content_type: str | None, *, admin: bool = False
+) -> dict[str, str]:
+    """The headers of a request to the inner API, or with `admin` to the admin API."""
     headers = {}
-    if credential == "right":
+    if admin:
+        if credential == "right":
+            headers["Authorization"] = f"Bearer {target.stack.admin_secret}"
+        elif credential == "wrong":
+            headers["Authorization"] = f"Bearer {target.stack.secret}"  # the inner secret opens nothing here
+    elif credential == "right":
         headers[SECRET_HEADER] = target.stack.secret
     elif credential == "wrong":
         headers[SECRET_HEADER] = "not-the-secret"
@@ -253,7 +261,7 @@ def test_fuzzed_admin_requests_get_clean_answers_and_leak_nothing(
             method,
             target.stack.issuer_url + path,
             content=body,
-            headers=headers_for(target, credential, content_type),
+            headers=headers_for(target, credential, content_type, admin=True),
         )
         check_issuer_response(target, response)
     finally:

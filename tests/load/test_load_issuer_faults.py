@@ -71,7 +71,7 @@ async def test_issuer_slower_than_usual_but_within_the_timeout_still_answers_as_
     faulty: LocalStack,
 ) -> None:
     user_ids = [f"patient-{n}" for n in range(8)]
-    await anyio.to_thread.run_sync(create_users, faulty.admin, user_ids)
+    subjects = await anyio.to_thread.run_sync(create_users, faulty.admin, user_ids)
     faulty.admin.set_faults(latency_ms=2000)
     timeout, retries, backoff = 5.0, 2, 0.05
     answers: dict[str, tuple[str, float]] = {}
@@ -89,7 +89,7 @@ async def test_issuer_slower_than_usual_but_within_the_timeout_still_answers_as_
             for user_id in user_ids:
                 group.start_soon(call, user_id)
 
-    assert {user_id: subject for user_id, (subject, _) in answers.items()} == {u: u for u in user_ids}
+    assert {user_id: subject for user_id, (subject, _) in answers.items()} == subjects
     # The fault was really in force (each call waited for the issuer) and nothing was retried.
     assert min(elapsed for _, elapsed in answers.values()) >= 2.0
     assert host.counter.requests == len(user_ids)
@@ -145,7 +145,7 @@ async def test_5xx_bursts_during_a_busy_run_give_right_answers_or_mapped_errors_
     faulty: LocalStack,
 ) -> None:
     user_ids = [f"bursty-{n:02d}" for n in range(24)]
-    await anyio.to_thread.run_sync(create_users, faulty.admin, user_ids)
+    subjects = await anyio.to_thread.run_sync(create_users, faulty.admin, user_ids)
     timeout, retries, backoff = 2.0, 1, 0.01
     call_limit = worst_case(timeout, retries, backoff) + 10  # plus the MCP call itself
     bursts = 3
@@ -175,7 +175,7 @@ async def test_5xx_bursts_during_a_busy_run_give_right_answers_or_mapped_errors_
                     unexpected.append(exc)
                 busy.report("failure")
             else:
-                if subject != user_id:
+                if subject != subjects[user_id]:
                     wrong.append((user_id, subject))
                 busy.report("success")
 

@@ -27,11 +27,11 @@ CALLS_BEFORE_RESTART = 15
 CALLS_AFTER_RESTART = 15
 
 
-def start_issuer(db_path: Path, secret: str, port: int = 0) -> ServedApp:
+def start_issuer(db_path: Path, secret: str, admin_secret: str, port: int = 0) -> ServedApp:
     sock = bind_loopback(port=port)
     try:
         settings = fake_enterprise.IssuerSettings(
-            issuer_url=socket_url(sock), secret=secret, db_path=str(db_path)
+            socket_url(sock), secret, admin_secret, db_path=str(db_path)
         )
         return start_in_thread(fake_enterprise.create_app(settings), sock)
     except BaseException:
@@ -44,6 +44,7 @@ class Deployment:
     """An issuer on a file database, and an MCP server trusting it."""
 
     secret: str = field(repr=False)
+    admin_secret: str = field(repr=False)
     db_path: Path
     issuer: ServedApp
     server_url: str
@@ -53,19 +54,19 @@ class Deployment:
 
     def start_issuer_again(self) -> None:
         """A new issuer app on the same port and database file (same URL, so the same `iss`)."""
-        self.issuer = start_issuer(self.db_path, self.secret, self.issuer.port)
+        self.issuer = start_issuer(self.db_path, self.secret, self.admin_secret, self.issuer.port)
 
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    secret = secrets.token_urlsafe(16)
+    secret, admin_secret = secrets.token_hex(16), secrets.token_hex(16)
     db_path = tmp_path / "issuer.db"
-    issuer = start_issuer(db_path, secret)
+    issuer = start_issuer(db_path, secret, admin_secret)
     sock = bind_loopback()
     resource_url = socket_url(sock) + "/mcp"
     settings = fake_mcp_server.ServerSettings(issuer_url=issuer.url, resource_url=resource_url)
     server = start_in_thread(fake_mcp_server.create_app(settings), sock)
-    running = Deployment(secret=secret, db_path=db_path, issuer=issuer, server_url=resource_url)
+    running = Deployment(secret, admin_secret, db_path=db_path, issuer=issuer, server_url=resource_url)
     try:
         yield running
     finally:
@@ -79,8 +80,8 @@ async def test_issuer_restart_with_the_same_db_keeps_state_and_maps_in_flight_fa
 ) -> None:
     secret, server_url, issuer_url = deployment.secret, deployment.server_url, deployment.issuer.url
     user_ids = [f"survivor-{n:02d}" for n in range(12)]
-    with AdminClient(issuer_url, secret) as admin:
-        await anyio.to_thread.run_sync(create_users, admin, [*user_ids, "held", "revoked"])
+    with AdminClient(issuer_url, deployment.admin_secret, inner_secret=secret) as admin:
+        subjects = await anyio.to_thread.run_sync(create_users, admin, [*user_ids, "held", "revoked"])
         admin.revoke(TENANT, "revoked")
         admin.rotate_keys()  # one retired key and one current key, both to survive the restart
         kids_before = [key["kid"] for key in admin.jwks()["keys"]]
@@ -97,7 +98,7 @@ async def test_issuer_restart_with_the_same_db_keeps_state_and_maps_in_flight_fa
         open_host(issuer_url, secret) as caching,
     ):
         held = await call_tool(caching.runtime, provider, "held", "whoami")
-        assert held["sub"] == "held"
+        assert held["sub"] == subjects["held"]
 
         async def whoami(host: Host, user_id: str) -> str:
             return str((await call_tool(host.runtime, provider, user_id, "whoami"))["sub"])
@@ -112,7 +113,7 @@ async def test_issuer_restart_with_the_same_db_keeps_state_and_maps_in_flight_fa
                 unexpected.append(exc)
                 busy.report(False)
             else:
-                answers.append((user_id, answered))
+                answers.append((subjects[user_id], answered))
                 busy.report(True)
 
         async def restarter() -> None:
@@ -136,9 +137,9 @@ async def test_issuer_restart_with_the_same_db_keeps_state_and_maps_in_flight_fa
     for exc in mapped:
         assert type(exc) is MCPTokenError and exc.retriable
     assert len(down_call) == 1 and type(down_call[0]) is MCPTokenError and down_call[0].retriable
-    assert held_again["sub"] == "held"
+    assert held_again["sub"] == subjects["held"]
 
-    with AdminClient(issuer_url, secret) as admin:
+    with AdminClient(issuer_url, deployment.admin_secret, inner_secret=secret) as admin:
         # Keys survived: every kid is still published, the current one still signs, and a token
         # signed before the restart verifies against the JWKS served after it.
         jwks = admin.jwks()
@@ -148,7 +149,7 @@ async def test_issuer_restart_with_the_same_db_keeps_state_and_maps_in_flight_fa
         assert held_token is not None
         signer = jwt.PyJWKSet.from_dict(jwks)[jwt.get_unverified_header(held_token.token)["kid"]]
         claims = jwt.decode(held_token.token, signer, algorithms=[signer.algorithm_name], audience=server_url)
-        assert claims["sub"] == "held"
+        assert claims["sub"] == subjects["held"]
         # Users and grants survived, revocations too.
         with pytest.raises(AdminAPIError) as exists:
             admin.create_user(TENANT, user_ids[0])

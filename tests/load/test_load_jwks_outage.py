@@ -60,7 +60,7 @@ async def test_jwks_outage_keeps_cached_keys_working_and_the_server_recovers(
     verifier, server_url = short_cache_server.verifier, short_cache_server.url
     provider = provider_for(server_url)
     user_ids = [f"outage-{n:02d}" for n in range(10)]
-    await anyio.to_thread.run_sync(create_users, faulty.admin, user_ids)
+    subjects = await anyio.to_thread.run_sync(create_users, faulty.admin, user_ids)
     turn = 0
 
     async def fresh_token_call(host: Host) -> tuple[str, str]:
@@ -69,7 +69,7 @@ async def test_jwks_outage_keeps_cached_keys_working_and_the_server_recovers(
         user_id = user_ids[turn % len(user_ids)]
         turn += 1
         answer = await call_tool(host.runtime, provider, user_id, "whoami")
-        return user_id, str(answer["sub"])
+        return subjects[user_id], str(answer["sub"])
 
     async with open_host(faulty.issuer_url, faulty.secret, cache=False) as host:
         with anyio.fail_after(45):
@@ -117,7 +117,7 @@ async def test_a_server_that_starts_during_the_outage_answers_a_mapped_error_the
     faulty: LocalStack, short_cache_server: ShortCacheServer
 ) -> None:
     provider = provider_for(short_cache_server.url)
-    await anyio.to_thread.run_sync(create_users, faulty.admin, ["cold-start"])
+    subjects = await anyio.to_thread.run_sync(create_users, faulty.admin, ["cold-start"])
     async with open_host(faulty.issuer_url, faulty.secret) as host:
         with anyio.fail_after(45):
             faulty.admin.set_faults(jwks_unavailable=True)
@@ -136,4 +136,4 @@ async def test_a_server_that_starts_during_the_outage_answers_a_mapped_error_the
                 break
             else:
                 pytest.fail("the server never fetched the JWKS after it came back")
-    assert answer["sub"] == "cold-start"
+    assert answer["sub"] == subjects["cold-start"]

@@ -19,7 +19,7 @@ CALLS_BETWEEN_ROTATIONS = 12
 async def test_rotating_keys_during_a_busy_run_fails_no_valid_call(fault_stack: LocalStack) -> None:
     stack = fault_stack
     user_ids = [f"rotor-{n:02d}" for n in range(16)]
-    await anyio.to_thread.run_sync(create_users, stack.admin, [*user_ids, "long-lived"])
+    subjects = await anyio.to_thread.run_sync(create_users, stack.admin, [*user_ids, "long-lived"])
     provider = provider_for(stack.server_url)
     answers: list[tuple[str, str]] = []
     failures: list[BaseException] = []
@@ -32,7 +32,7 @@ async def test_rotating_keys_during_a_busy_run_fails_no_valid_call(fault_stack: 
     ):
         # A token minted before any rotation, held in a cache and used again after all of them.
         first = await call_tool(caching.runtime, provider, "long-lived", "whoami")
-        assert first["sub"] == "long-lived"
+        assert first["sub"] == subjects["long-lived"]
 
         async def call_as(user_id: str) -> None:
             try:
@@ -40,7 +40,7 @@ async def test_rotating_keys_during_a_busy_run_fails_no_valid_call(fault_stack: 
             except Exception as exc:  # every failure counts against the run
                 failures.append(exc)
             else:
-                answers.append((user_id, str(answer["sub"])))
+                answers.append((subjects[user_id], str(answer["sub"])))
             busy.report()
 
         async def whoami(host: Host, user_id: str) -> dict[str, object]:
@@ -61,7 +61,7 @@ async def test_rotating_keys_during_a_busy_run_fails_no_valid_call(fault_stack: 
     assert answers and all(asked == answered for asked, answered in answers)
     assert len(answers) >= CALLS_BETWEEN_ROTATIONS * (len(ROTATIONS) + 1)
     # The cached token was signed by the first key and still verified after three rotations.
-    assert again["sub"] == "long-lived"
+    assert again["sub"] == subjects["long-lived"]
     assert held is not None
     assert jwt.get_unverified_header(held.token)["kid"] == kids[0]
     published = {key["kid"] for key in stack.admin.jwks()["keys"]}

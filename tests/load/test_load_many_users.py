@@ -17,7 +17,7 @@ async def test_200_concurrent_users_each_see_only_their_own_identity_and_notes(
     idfwd_stack: LocalStack, idfwd_runtime: MCPToolRuntime
 ) -> None:
     user_ids = [f"crowd-{n:03d}" for n in range(USERS)]
-    await anyio.to_thread.run_sync(create_users, idfwd_stack.admin, user_ids)
+    subjects = await anyio.to_thread.run_sync(create_users, idfwd_stack.admin, user_ids)
     provider = idfwd_stack.provider(TENANT)
     seen: dict[str, list[dict[str, object]]] = {user_id: [] for user_id in user_ids}
 
@@ -36,7 +36,7 @@ async def test_200_concurrent_users_each_see_only_their_own_identity_and_notes(
     for user_id, (added, identity, listed) in seen.items():
         note = f"note of {user_id}"
         assert added == {"notes": [note]}
-        assert identity["sub"] == user_id
+        assert identity["sub"] == subjects[user_id]
         assert identity["email"] == f"{user_id}@example.com"
         assert identity["tenant_id"] == TENANT
         assert identity["aud"] == idfwd_stack.server_url

@@ -18,6 +18,7 @@ from harness.conformance import initialize_request
 from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
 
 SECRET = "server-tests-secret"
+ADMIN_SECRET = "server-tests-admin-secret"
 _INITIALIZE = initialize_request("server-with-issuer-test")
 
 
@@ -35,8 +36,8 @@ def _serve(app_factory: Any) -> Iterator[tuple[str, ServedApp]]:
 @pytest.fixture
 def issuer() -> Iterator[tuple[str, AdminClient]]:
     with (
-        _serve(lambda url: create_issuer_app(IssuerSettings(issuer_url=url, secret=SECRET))) as (url, _),
-        AdminClient(url, SECRET) as admin,
+        _serve(lambda url: create_issuer_app(IssuerSettings(url, SECRET, ADMIN_SECRET))) as (url, _),
+        AdminClient(url, ADMIN_SECRET, inner_secret=SECRET) as admin,
     ):
         yield url, admin
 
@@ -75,17 +76,18 @@ def _whoami(resource_url: str, token: str) -> dict[str, Any]:
 
 
 def _sign_in(admin: AdminClient, tenant: str, user: str) -> None:
-    admin.create_user(tenant, user, email=f"{user}@{tenant}.test", name=user.title())
+    created = admin.create_user(tenant, user, email=f"{user}@{tenant}.test", name=user.title())
     admin.grant(tenant, user)
+    return str(created["sub"])
 
 
 def test_issued_token_is_the_user_on_the_server(issuer: tuple[str, AdminClient]) -> None:
     issuer_url, admin = issuer
-    _sign_in(admin, "acme", "alice")
+    subject = _sign_in(admin, "acme", "alice")
     with _mcp_server(issuer_url) as resource_url:
         token = admin.issue_token("acme", "alice", resource_url)["token"]
         identity = _whoami(resource_url, token)
-    assert identity["sub"] == "alice"
+    assert identity["sub"] == subject
     assert identity["tenant_id"] == "acme"
     assert identity["email"] == "alice@acme.test"
     assert identity["iss"] == issuer_url
@@ -124,7 +126,7 @@ def test_minted_bad_tokens_are_refused(
 
 def test_key_rotation_does_not_break_a_running_server(issuer: tuple[str, AdminClient]) -> None:
     issuer_url, admin = issuer
-    _sign_in(admin, "acme", "alice")
+    subject = _sign_in(admin, "acme", "alice")
     with _mcp_server(issuer_url) as resource_url:
         before = admin.issue_token("acme", "alice", resource_url)["token"]
         assert _call(resource_url, before).status_code == 200
@@ -134,7 +136,7 @@ def test_key_rotation_does_not_break_a_running_server(issuer: tuple[str, AdminCl
             assert _call(resource_url, after).status_code == 200, alg
         # Tokens signed before the rotations stay good: the retired keys are still published.
         assert _call(resource_url, before).status_code == 200
-        assert _whoami(resource_url, after)["sub"] == "alice"
+        assert _whoami(resource_url, after)["sub"] == subject
 
 
 def test_jwks_outage_does_not_break_cached_keys(issuer: tuple[str, AdminClient]) -> None:
