@@ -203,14 +203,14 @@ class AdminClient:
             token_endpoint_auth_method=token_endpoint_auth_method,
             scope=scope,
         )
-        return self._call("POST", "/admin/clients", body)
+        return self._admin("POST", "/admin/clients", body)
 
     def list_clients(self) -> list[dict[str, Any]]:
         """Every registered OAuth client (dynamic and pre-registered), without secrets."""
-        return self._call("GET", "/admin/clients")["clients"]
+        return self._admin("GET", "/admin/clients")["clients"]
 
     def delete_client(self, client_id: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/admin/clients/{_segment(client_id)}")
+        return self._admin("DELETE", f"/admin/clients/{_segment(client_id)}")
 
     def issue_token(
         self, tenant_id: str, user_id: str, audience: str, *, app_id: str = "", user_type: str = "account"

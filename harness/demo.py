@@ -304,7 +304,11 @@ async def _step_oauth_sign_in(host: _Host) -> DemoStep:
             and seen.get("preferred_username") == "carol"
             and seen.get("tenant_id") == TENANT
         )
-        saw = f"sub={seen.get('sub')} tenant={seen.get('tenant_id')}" if isinstance(seen, dict) else str(seen)
+        saw = (
+            f"sub={seen.get('sub')} user={seen.get('preferred_username')} tenant={seen.get('tenant_id')}"
+            if isinstance(seen, dict)
+            else str(seen)
+        )
         oauth = DemoRow("carol (SDK OAuth client)", sent, saw, ok and not result.is_error)
     # Signing in stored carol's SSO grant: the host's forwarding now works for her too.
     host.fresh_cache()

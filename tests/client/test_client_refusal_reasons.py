@@ -73,10 +73,13 @@ def refusals(stack: Stack) -> Iterator[dict[str, Refusal]]:
     # An issuer whose clock is an hour behind, and a server trusting it.
     sock = bind_loopback()
     late = fake_enterprise.IssuerSettings(
-        issuer_url=socket_url(sock), secret="late-issuer", clock=lambda: time.time() - 3600
+        issuer_url=socket_url(sock),
+        secret="late-issuer",
+        admin_secret="late-issuer-admin",
+        clock=lambda: time.time() - 3600,
     )
     late_issuer = start_in_thread(fake_enterprise.create_app(late), sock)
-    with fake_enterprise.AdminClient(late_issuer.url, late.secret) as late_admin:
+    with fake_enterprise.AdminClient(late_issuer.url, late.admin_secret) as late_admin:
         late_admin.create_user(TENANT, "alice")
         late_admin.grant(TENANT, "alice")
     late_server, _, late_url = serve_mcp_server(late_issuer.url)

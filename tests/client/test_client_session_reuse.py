@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import anyio
 import pytest
-from client_support import TENANT, Host, RequestLog, Seen, Stack, sub_of
+from client_support import TENANT, Host, RequestLog, Seen, Stack
 
 import fake_enterprise
 import fake_mcp_server
@@ -44,15 +44,16 @@ async def open_runtime(host: Host, **kwargs: object) -> AsyncIterator[MCPToolRun
 async def whoami(runtime: MCPToolRuntime, stack: Stack, user_id: str, **provider: object) -> str:
     result = await runtime.invoke(stack.provider(**provider), "whoami", {}, tenant_id=TENANT, user_id=user_id)
     assert not result.is_error and result.structured_content is not None
-    return str(result.structured_content["sub"])
+    return str(result.structured_content["preferred_username"])
 
 
-def sessions_by_user(seen: list[Seen]) -> dict[str, set[str]]:
+def sessions_by_user(stack: Stack, seen: list[Seen]) -> dict[str, set[str]]:
     """Each user (by the token's sub) and the session ids their requests carried."""
     users: dict[str, set[str]] = {}
     for request in seen:
         if SESSION_ID in request.headers:
-            users.setdefault(sub_of(request.bearer or ""), set()).add(request.headers[SESSION_ID])
+            user = stack.user_of_token(request.bearer or "")
+            users.setdefault(user, set()).add(request.headers[SESSION_ID])
     return users
 
 
@@ -93,12 +94,12 @@ async def test_users_never_share_a_session_and_one_users_concurrent_calls_share_
         assert runtime.open_sessions == 2
     assert len(answers) == 30 and all(asked == answered for asked, answered in answers)
     seen = stack.server_log.since(mark)
-    users = sessions_by_user(seen)
+    users = sessions_by_user(stack, seen)
     # One session each, opened once (one initialize), and no session id ever seen with two users.
     assert {user: len(ids) for user, ids in users.items()} == {alice: 1, bob: 1}
     assert users[alice].isdisjoint(users[bob])
     initializes = [r for r in seen if r.method == "POST" and SESSION_ID not in r.headers]
-    assert sorted(sub_of(r.bearer or "") for r in initializes) == sorted([alice, bob])
+    assert sorted(stack.user_of_token(r.bearer or "") for r in initializes) == sorted([alice, bob])
 
 
 async def test_a_rotated_token_closes_the_old_session(stack: Stack, host: Host) -> None:
@@ -120,7 +121,7 @@ async def test_a_rotated_token_closes_the_old_session(stack: Stack, host: Host) 
         new_tokens = {r.bearer for r in seen if r.method != "DELETE"}
         assert len(new_tokens) == 1 and first.token not in new_tokens
         assert [r.method for r in seen if r.bearer == first.token] == ["DELETE"]
-        assert len(sessions_by_user(seen)[alice]) == 2
+        assert len(sessions_by_user(stack, seen)[alice]) == 2
 
 
 async def test_an_idle_session_is_closed_and_a_new_one_opened(stack: Stack, host: Host) -> None:
@@ -132,11 +133,11 @@ async def test_an_idle_session_is_closed_and_a_new_one_opened(stack: Stack, host
         await whoami(runtime, stack, alice)
         clock.now += 59
         await whoami(runtime, stack, alice)
-        assert len(sessions_by_user(stack.server_log.since(mark))[alice]) == 1
+        assert len(sessions_by_user(stack, stack.server_log.since(mark))[alice]) == 1
         clock.now += 60
         await whoami(runtime, stack, alice)
         assert await anyio.to_thread.run_sync(deleted, stack.server_log, mark, token)
-        assert len(sessions_by_user(stack.server_log.since(mark))[alice]) == 2
+        assert len(sessions_by_user(stack, stack.server_log.since(mark))[alice]) == 2
         assert runtime.open_sessions == 1
 
 
@@ -169,7 +170,7 @@ async def test_aclose_closes_every_session(stack: Stack, host: Host) -> None:
         assert runtime.open_sessions == 0
         # aclose waits for the sessions to be closed, so both DELETEs have arrived.
         closed = [r for r in stack.server_log.since(mark) if r.method == "DELETE"]
-        assert sorted(sub_of(r.bearer or "") for r in closed) == sorted([alice, bob])
+        assert sorted(stack.user_of_token(r.bearer or "") for r in closed) == sorted([alice, bob])
         # The runtime stays usable: the next call opens a new session.
         assert await whoami(runtime, stack, alice) == alice
 
@@ -184,7 +185,7 @@ async def test_a_provider_without_session_reuse_opens_a_fresh_session_per_call(
             await whoami(runtime, stack, alice, session_reuse=False)
         assert runtime.open_sessions == 0
     seen = stack.server_log.since(mark)
-    assert len(sessions_by_user(seen)[alice]) == 2
+    assert len(sessions_by_user(stack, seen)[alice]) == 2
     assert [r.method for r in seen].count("DELETE") == 2
 
 
@@ -231,7 +232,7 @@ async def test_a_session_the_restarted_server_forgot_is_reopened_once_as_the_sam
         assert runtime.open_sessions == 1
     seen = restartable.log.since(0)
     assert seen[0].method == "POST" and seen[0].status == 404 and SESSION_ID in seen[0].headers
-    assert {sub_of(r.bearer or "") for r in seen} == {alice}
+    assert {stack.user_of_token(r.bearer or "") for r in seen} == {alice}
     # One 404 for the call (then reopened), and one for closing the forgotten session.
     assert [(r.method, r.status) for r in seen if r.status == 404] == [("POST", 404), ("DELETE", 404)]
 
@@ -241,7 +242,7 @@ async def test_a_refusal_on_a_reused_session_closes_it_and_evicts_the_token(
 ) -> None:
     alice = stack.new_user("alice")
     sock = bind_loopback()
-    settings = fake_enterprise.IssuerSettings(issuer_url=socket_url(sock), secret="another-issuer")
+    settings = fake_enterprise.IssuerSettings(socket_url(sock), "another-issuer", "another-issuer-admin")
     other_issuer = start_in_thread(fake_enterprise.create_app(settings), sock)
     try:
         async with open_runtime(host) as runtime:
@@ -258,7 +259,7 @@ async def test_a_refusal_on_a_reused_session_closes_it_and_evicts_the_token(
     # Refused once and never retried, not as anyone else nor on a reopened session; then closed.
     seen = restartable.log.since(0)
     assert [(r.method, r.status) for r in seen] == [("POST", 401), ("DELETE", 401)]
-    assert {sub_of(r.bearer or "") for r in seen} == {alice}
+    assert {stack.user_of_token(r.bearer or "") for r in seen} == {alice}
 
 
 def test_session_pool_settings_refuse_nonsense() -> None:

@@ -33,6 +33,9 @@ class AudienceBlindVerifier:
     claims and size, like a careful verifier would, but never looks at `aud`: the bug the
     conformance battery must catch."""
 
+    # PyJWT's own exp check; a subclass may do its own instead.
+    verify_exp = True
+
     def __init__(self, issuer_url: str) -> None:
         self.issuer_url = issuer_url
         self.keys: dict[str, jwt.PyJWK] = {}
@@ -60,7 +63,11 @@ class AudienceBlindVerifier:
                 key,
                 algorithms=["RS256"],
                 issuer=self.issuer_url,
-                options={"verify_aud": False, "require": ["exp", "iat", "sub", "iss"]},
+                options={
+                    "verify_aud": False,
+                    "verify_exp": self.verify_exp,
+                    "require": ["exp", "iat", "sub", "iss"],
+                },
             )
         except (jwt.PyJWTError, OverflowError, ValueError):
             return None
@@ -88,7 +95,10 @@ class JkuTrustingVerifier(AudienceBlindVerifier):
 class CarelessVerifier(AudienceBlindVerifier):
     """Checks the audience too, but keys users by `preferred_username` (so another tenant's alice
     takes over alice's session), turns `exp` into a datetime (OverflowError: a 500 on a huge
-    value) and puts no bound on a token's lifetime: the faults of issue 9."""
+    value, PyJWT's own check being off) and puts no bound on a token's lifetime: the faults of
+    issue 9."""
+
+    verify_exp = False
 
     def __init__(self, issuer_url: str, audience: str) -> None:
         super().__init__(issuer_url)
@@ -100,6 +110,8 @@ class CarelessVerifier(AudienceBlindVerifier):
             return None
         claims = verified.claims
         expires = datetime.datetime.fromtimestamp(claims["exp"], datetime.UTC)
+        if expires <= datetime.datetime.now(datetime.UTC):
+            return None
         return verified.model_copy(
             update={"subject": claims.get("preferred_username"), "expires_at": int(expires.timestamp())}
         )

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from oauth_support import SECRET, RunningIssuer
+from oauth_support import ADMIN_SECRET, SECRET, RunningIssuer
 
 import fake_mcp_server
 from fake_enterprise import AdminClient, IssuerSettings, create_app
@@ -43,7 +43,12 @@ def start_issuer() -> Iterator[Any]:
     with _serving() as running:
 
         def start(**overrides: Any) -> RunningIssuer:
-            fields: dict[str, Any] = {"secret": SECRET, "auto_login": True, **overrides}
+            fields: dict[str, Any] = {
+                "secret": SECRET,
+                "admin_secret": ADMIN_SECRET,
+                "auto_login": True,
+                **overrides,
+            }
             holder: dict[str, IssuerSettings] = {}
 
             def factory(url: str) -> Any:
@@ -62,7 +67,9 @@ def module_issuer() -> Iterator[RunningIssuer]:
         holder: dict[str, IssuerSettings] = {}
 
         def factory(url: str) -> Any:
-            holder["settings"] = IssuerSettings(issuer_url=url, secret=SECRET, auto_login=True)
+            holder["settings"] = IssuerSettings(
+                issuer_url=url, secret=SECRET, admin_secret=ADMIN_SECRET, auto_login=True
+            )
             return create_app(holder["settings"])
 
         served = _start(running, factory)
@@ -94,9 +101,14 @@ def tenant() -> str:
 
 
 @pytest.fixture
-def alice(admin: AdminClient, tenant: str) -> str:
-    """User alice of `tenant` exists (she has not signed in); returns her login hint."""
-    admin.create_user(tenant, "alice", email=f"alice@{tenant}.test", name="Alice")
+def alice_subject(admin: AdminClient, tenant: str) -> str:
+    """User alice of `tenant` exists (she has not signed in); returns the opaque `sub` the issuer gave her."""
+    return admin.create_user(tenant, "alice", email=f"alice@{tenant}.test", name="Alice")["sub"]
+
+
+@pytest.fixture
+def alice(alice_subject: str, tenant: str) -> str:
+    """Alice exists (through `alice_subject`); returns her login hint."""
     return f"{tenant}/alice"
 
 

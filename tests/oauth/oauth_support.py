@@ -16,6 +16,7 @@ from fake_enterprise import AdminClient, IssuerSettings
 from harness.servers import ServedApp
 
 SECRET = "oauth-test-secret-7d2e"
+ADMIN_SECRET = "oauth-test-admin-secret-41c9"
 REDIRECT_URI = "http://127.0.0.1:53682/callback"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_URN = "urn:ietf:params:oauth:token-type:access_token"
@@ -62,7 +63,7 @@ class RunningIssuer:
         return self.served.url
 
     def admin(self) -> AdminClient:
-        return AdminClient(self.url, self.settings.secret)
+        return AdminClient(self.url, self.settings.admin_secret, inner_secret=self.settings.secret)
 
 
 @dataclasses.dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from oauth_support import REDIRECT_URI, OAuthClient, Pkce, RunningIssuer, assert_oauth_error, register
+from oauth_support import REDIRECT_URI, SECRET, OAuthClient, Pkce, RunningIssuer, assert_oauth_error, register
 
 from fake_enterprise import AdminAPIError, AdminClient
 
@@ -81,8 +81,13 @@ def test_admin_client_routes_need_the_admin_secret(module_issuer: RunningIssuer,
         ("GET", "/admin/clients"),
         ("DELETE", "/admin/clients/x"),
     ):
-        response = http.request(method, f"{module_issuer.url}{path}", json={} if method == "POST" else None)
+        body = {} if method == "POST" else None
+        response = http.request(method, f"{module_issuer.url}{path}", json=body)
         assert response.status_code == 401, (method, path)
+        # The inner secret every host holds opens nothing here, in either header.
+        for headers in ({"Enterprise-Api-Secret-Key": SECRET}, {"Authorization": f"Bearer {SECRET}"}):
+            response = http.request(method, f"{module_issuer.url}{path}", json=body, headers=headers)
+            assert response.status_code == 401, (method, path, headers)
 
 
 def test_client_secrets_are_sealed_at_rest(start_issuer: object, tmp_path: object) -> None:

@@ -22,7 +22,7 @@ RESOURCE = "http://127.0.0.1:9/mcp"
 
 
 def test_tokens_are_rfc9068_access_token_and_oidc_id_token(
-    module_issuer: RunningIssuer, http: httpx.Client, tenant: str, alice: str
+    module_issuer: RunningIssuer, http: httpx.Client, tenant: str, alice_subject: str, alice: str
 ) -> None:
     client = register(http, module_issuer.url)
     pkce = Pkce.new()
@@ -40,13 +40,13 @@ def test_tokens_are_rfc9068_access_token_and_oidc_id_token(
     assert jwt.get_unverified_header(tokens["access_token"])["typ"] == "at+jwt"
     assert access["aud"] == RESOURCE and access["iss"] == module_issuer.url
     assert access["client_id"] == client.client_id and access["scope"] == "openid profile email"
-    assert access["sub"] == "alice" and access["tenant_id"] == tenant
+    assert access["sub"] == alice_subject and access["tenant_id"] == tenant
     assert access["preferred_username"] == "alice"
     assert {"exp", "iat", "jti", "auth_time"} <= set(access)
 
     id_token = claims_of(tokens["id_token"])
     assert id_token["aud"] == client.client_id and id_token["nonce"] == "n-0S6"
-    assert id_token["auth_time"] == access["auth_time"] and id_token["sub"] == "alice"
+    assert id_token["auth_time"] == access["auth_time"] and id_token["sub"] == alice_subject
 
 
 def test_loopback_redirect_may_change_port_but_nothing_else(

@@ -28,7 +28,7 @@ def _signed_in(http: httpx.Client, issuer: RunningIssuer, hint: str) -> tuple[OA
 
 
 def test_id_token_is_exchanged_for_an_access_token_bound_to_the_resource(
-    module_issuer: RunningIssuer, http: httpx.Client, tenant: str, alice: str
+    module_issuer: RunningIssuer, http: httpx.Client, tenant: str, alice_subject: str, alice: str
 ) -> None:
     client, tokens = _signed_in(http, module_issuer, alice)
     response = client.exchange(tokens["id_token"], ID_TOKEN_URN, resource=TARGET)
@@ -39,7 +39,8 @@ def test_id_token_is_exchanged_for_an_access_token_bound_to_the_resource(
     assert "refresh_token" not in answer
     claims = claims_of(answer["access_token"])
     assert jwt.get_unverified_header(answer["access_token"])["typ"] == "at+jwt"
-    assert claims["aud"] == TARGET and claims["sub"] == "alice" and claims["tenant_id"] == tenant
+    assert claims["aud"] == TARGET and claims["sub"] == alice_subject and claims["tenant_id"] == tenant
+    assert claims["preferred_username"] == "alice"
     assert claims["client_id"] == client.client_id
 
 

@@ -13,7 +13,7 @@ def _resource_server(http: httpx.Client, issuer: RunningIssuer) -> OAuthClient:
 
 
 def test_introspection_reports_a_live_access_token_then_its_revocation(
-    module_issuer: RunningIssuer, http: httpx.Client, tenant: str, alice: str
+    module_issuer: RunningIssuer, http: httpx.Client, tenant: str, alice_subject: str, alice: str
 ) -> None:
     client = register(http, module_issuer.url)
     tokens = client.sign_in(alice, RESOURCE)
@@ -24,6 +24,7 @@ def test_introspection_reports_a_live_access_token_then_its_revocation(
     info = answer.json()
     assert info["active"] is True and info["aud"] == RESOURCE and info["tenant_id"] == tenant
     assert info["client_id"] == client.client_id and info["username"] == "alice"
+    assert info["sub"] == alice_subject
 
     assert client.post("/revoke", token=tokens["access_token"]).status_code == 200
     assert server.post("/introspect", token=tokens["access_token"]).json() == {"active": False}

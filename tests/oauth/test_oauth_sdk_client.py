@@ -29,13 +29,18 @@ async def _whoami(server_url: str, provider: Any) -> dict[str, Any]:
 
 
 async def test_sdk_client_discovers_registers_signs_in_and_calls_as_the_user(
-    module_issuer: RunningIssuer, mcp_server: str, admin: AdminClient, tenant: str, alice: str
+    module_issuer: RunningIssuer,
+    mcp_server: str,
+    admin: AdminClient,
+    tenant: str,
+    alice_subject: str,
+    alice: str,
 ) -> None:
     provider, storage, browser = auto_login_provider(mcp_server, alice)
 
     seen = await _whoami(mcp_server, provider)
 
-    assert seen["sub"] == "alice"
+    assert seen["sub"] == alice_subject and seen["preferred_username"] == "alice"
     assert seen["tenant_id"] == tenant
     assert seen["email"] == f"alice@{tenant}.test"
     assert seen["iss"] == module_issuer.url
@@ -49,11 +54,11 @@ async def test_sdk_client_discovers_registers_signs_in_and_calls_as_the_user(
     assert claims_of(storage.tokens.access_token)["client_id"] == storage.client_info.client_id
     # Signing in stored alice's SSO grant: the inner issue-token API now serves her.
     issued = admin.issue_token(tenant, "alice", mcp_server)
-    assert claims_of(issued["token"])["sub"] == "alice"
+    assert claims_of(issued["token"])["sub"] == alice_subject
 
 
 async def test_sdk_client_refreshes_with_rotation_and_the_old_refresh_token_then_kills_the_family(
-    module_issuer: RunningIssuer, mcp_server: str, alice: str
+    module_issuer: RunningIssuer, mcp_server: str, alice_subject: str, alice: str
 ) -> None:
     provider, storage, _ = auto_login_provider(mcp_server, alice)
     await _whoami(mcp_server, provider)
@@ -64,7 +69,7 @@ async def test_sdk_client_refreshes_with_rotation_and_the_old_refresh_token_then
     seen = await _whoami(mcp_server, provider)
 
     second = storage.tokens
-    assert seen["sub"] == "alice"
+    assert seen["sub"] == alice_subject and seen["preferred_username"] == "alice"
     assert second.access_token != first.access_token
     assert second.refresh_token and second.refresh_token != first.refresh_token
     # The rotated-out refresh token comes back: refused, and the whole family with it.

@@ -27,7 +27,7 @@ def _missing() -> str | None:
 
 
 def test_typescript_sdk_client_signs_in_and_calls_whoami(
-    module_issuer: RunningIssuer, mcp_server: str, tenant: str, alice: str
+    module_issuer: RunningIssuer, mcp_server: str, tenant: str, alice_subject: str, alice: str
 ) -> None:
     missing = _missing()
     if missing is not None:
@@ -43,7 +43,8 @@ def test_typescript_sdk_client_signs_in_and_calls_whoami(
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     answer = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert answer["whoami"]["sub"] == "alice"
+    assert answer["whoami"]["sub"] == alice_subject
+    assert answer["whoami"]["preferred_username"] == "alice"
     assert answer["whoami"]["tenant_id"] == tenant
     assert answer["whoami"]["aud"] == mcp_server
     assert answer["iss"] == module_issuer.url
