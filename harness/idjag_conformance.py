@@ -286,7 +286,7 @@ def battery_report(
         status, error = _observed(result.observed)
         cases.append(
             CaseResult(
-                name=result.name.replace(" ", "-").replace("'", ""),
+                name=result.name.lower().replace(" ", "-").replace("'", ""),
                 title=result.name,
                 source=SOURCE,
                 requirement=Requirement.MUST,

@@ -132,7 +132,7 @@ def test_the_cli_passes_our_authorization_server(
         400,
         "invalid_grant",
     )
-    assert by_name["another-clients-ID-JAG"]["expected_status"] == "400 invalid_grant"
+    assert by_name["another-clients-id-jag"]["expected_status"] == "400 invalid_grant"
     assert HOST_APP.client_secret not in out
 
 
@@ -146,7 +146,7 @@ def test_the_cli_catches_the_weak_authorization_server(
     assert failed == {
         "wrong-typ",
         "wrong-aud",
-        "another-clients-ID-JAG",
+        "another-clients-id-jag",
         "replayed-jti",
         "untrusted-iss",
         "resource-for-another-server",
