@@ -94,7 +94,8 @@ def _environment(**extra: str) -> dict[str, str]:
 
 
 def _failure(what: str, completed: subprocess.CompletedProcess[str]) -> str:
-    return f"{what} exited {completed.returncode}\n--- stdout\n{completed.stdout}\n--- stderr\n{completed.stderr}"
+    streams = f"--- stdout\n{completed.stdout}\n--- stderr\n{completed.stderr}"
+    return f"{what} exited {completed.returncode}\n{streams}"
 
 
 def test_the_documents_have_snippets_of_every_kind() -> None:
