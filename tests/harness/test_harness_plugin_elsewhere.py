@@ -1,4 +1,4 @@
-"""The README's example test, run as another project would: its own directory, no conftest, the plugin
+"""docs/harness.md's example test, run as another project would: its own directory, no conftest, the plugin
 found through its `pytest11` entry point."""
 
 import re
@@ -7,13 +7,12 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+HARNESS_DOC = Path(__file__).resolve().parents[2] / "docs" / "harness.md"
 
 
-def _readme_example() -> str:
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("<!-- section:harness -->") : text.index("<!-- /section:harness -->")]
-    (example,) = [block for block in re.findall(r"```python\n(.*?)```", section, re.S) if "idfwd_" in block]
+def _documented_example() -> str:
+    text = HARNESS_DOC.read_text(encoding="utf-8")
+    (example,) = [block for block in re.findall(r"```python\n(.*?)```", text, re.S) if "idfwd_" in block]
     return example
 
 
@@ -42,8 +41,8 @@ def test_the_overridden_settings_are_used(idfwd_issuer):
 """
 
 
-def test_the_readme_example_passes_in_another_project(tmp_path: Path) -> None:
-    (tmp_path / "test_example.py").write_text(_readme_example(), encoding="utf-8")
+def test_the_documented_example_passes_in_another_project(tmp_path: Path) -> None:
+    (tmp_path / "test_example.py").write_text(_documented_example(), encoding="utf-8")
     # The same project also overrides the stack's settings the documented way.
     (tmp_path / "conftest.py").write_text(_SETTINGS_OVERRIDE, encoding="utf-8")
     (tmp_path / "test_settings.py").write_text(_SETTINGS_CHECK, encoding="utf-8")
