@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from harness.stack import LocalStack
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Everything under tests/load is a load or fault test: `-m "not slow"` skips them in an
+    # everyday run; CI runs them all.
+    for item in items:
+        if item.path.is_relative_to(_HERE):
+            item.add_marker(pytest.mark.slow)
+
+
+_HERE = Path(__file__).parent
 
 
 @pytest.fixture(scope="module")
