@@ -130,6 +130,33 @@ class AdminClient:
             _without_none(deny=deny, allowed_audiences=allowed_audiences),
         )
 
+    def set_id_jag_policy(self, tenant_id: str, clients: dict[str, Any]) -> dict[str, Any]:
+        """Replace the tenant's ID-JAG allow-list: `{client_id: {"audiences": {as_issuer: {"resources":
+        [...], "scopes"?: [...], "client_id"?: id at that AS}}}}`. Until set, no ID-JAG is issued."""
+        return self._admin("PUT", f"/admin/tenants/{_segment(tenant_id)}/id-jag-policy", {"clients": clients})
+
+    def id_jag_policy(self, tenant_id: str) -> dict[str, Any]:
+        """The tenant's ID-JAG allow-list (`configured` is false while none was ever set)."""
+        return self._admin("GET", f"/admin/tenants/{_segment(tenant_id)}/id-jag-policy")
+
+    def allow_id_jag(
+        self,
+        tenant_id: str,
+        client_id: str,
+        audience: str,
+        resources: list[str],
+        *,
+        scopes: list[str] | None = None,
+        audience_client_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Add (or replace) one entry of the tenant's allow-list: `client_id` may get ID-JAGs for
+        `audience` (an MCP authorization server's issuer) and `resources`, keeping the other entries.
+        `audience_client_id` is the client's id at that server when it differs from `client_id`."""
+        clients = self.id_jag_policy(tenant_id)["clients"]
+        entry = _without_none(resources=resources, scopes=scopes, client_id=audience_client_id)
+        clients.setdefault(client_id, {}).setdefault("audiences", {})[audience] = entry
+        return self.set_id_jag_policy(tenant_id, clients)
+
     def rotate_keys(self, alg: str | None = None) -> str:
         """Make a fresh signing key current; returns its kid."""
         return self._admin("POST", "/admin/keys/rotate", _without_none(alg=alg))["kid"]

@@ -133,6 +133,18 @@ class _Routes:
         )
         return _json(200, await run_in_threadpool(self._service.set_policy, tenant_id, policy))
 
+    async def set_id_jag_policy(self, request: Request) -> Response:
+        self._gate.admin(request)
+        (tenant_id,) = self._path_ids(request, "tenant_id")
+        data = await read_json_object(request, limit=self._settings.max_body_bytes)
+        result = await run_in_threadpool(self._service.oauth.set_id_jag_policy, tenant_id, data)
+        return _json(200, result)
+
+    async def id_jag_policy(self, request: Request) -> Response:
+        self._gate.admin(request)
+        (tenant_id,) = self._path_ids(request, "tenant_id")
+        return _json(200, await run_in_threadpool(self._service.oauth.id_jag_policy, tenant_id))
+
     async def rotate_keys(self, request: Request) -> Response:
         self._gate.admin(request)
         body = await self._body(request, ("alg",), allow_empty=True)
@@ -248,6 +260,8 @@ def create_app(settings: IssuerSettings) -> Starlette:
             Route("/admin/users/{tenant_id}/{user_id}/grant", routes.put_grant, methods=["PUT"]),
             Route("/admin/users/{tenant_id}/{user_id}/grant", routes.revoke_grant, methods=["DELETE"]),
             Route("/admin/tenants/{tenant_id}/policy", routes.set_policy, methods=["PUT"]),
+            Route("/admin/tenants/{tenant_id}/id-jag-policy", routes.set_id_jag_policy, methods=["PUT"]),
+            Route("/admin/tenants/{tenant_id}/id-jag-policy", routes.id_jag_policy, methods=["GET"]),
             Route("/admin/keys/rotate", routes.rotate_keys, methods=["POST"]),
             Route("/admin/faults", routes.set_faults, methods=["PUT"]),
             Route("/admin/faults", routes.clear_faults, methods=["DELETE"]),

@@ -1,8 +1,9 @@
 """RFC 8693 token exchange: one of our ID or access tokens in, an audience-bound token out.
 
-The token the client asks for (`requested_token_type`) picks an entry of `TokenExchange.issuers`;
-the access token is the only entry so far, and the ID-JAG of the enterprise-managed authorization
-extension is meant to be one more, checked and issued against the same verified subject.
+The token the client asks for (`requested_token_type`) picks an entry of `TokenExchange.issuers`:
+the access token here, the ID-JAG of the enterprise-managed authorization extension in `id_jag`.
+Each is issued against the same verified subject; an entry of `request_checks` may first hold the
+request to that token type's own rules.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fake_enterprise.oauth.tokens import ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, Unrea
 
 __all__ = [
     "ACCESS_TOKEN_URN",
+    "ID_JAG_URN",
     "ID_TOKEN_URN",
     "JWT_URN",
     "TOKEN_EXCHANGE_GRANT",
@@ -34,6 +36,7 @@ __all__ = [
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_URN = "urn:ietf:params:oauth:token-type:access_token"
 ID_TOKEN_URN = "urn:ietf:params:oauth:token-type:id_token"
+ID_JAG_URN = "urn:ietf:params:oauth:token-type:id-jag"
 JWT_URN = "urn:ietf:params:oauth:token-type:jwt"
 _SUBJECT_TOKEN_TYPES = (ACCESS_TOKEN_URN, ID_TOKEN_URN, JWT_URN)
 _MAX_TOKEN_CHARS = 16_384
@@ -68,6 +71,7 @@ class VerifiedSubject:
 
 
 Issue = Callable[[ExchangeRequest, VerifiedSubject], dict[str, Any]]
+CheckRequest = Callable[[ExchangeRequest], None]
 
 
 def _single(form: FormData, name: str, *, error: str = "invalid_request") -> str | None:
@@ -93,6 +97,7 @@ class TokenExchange:
     def __init__(self, provider: IssuerOAuthProvider) -> None:
         self._provider = provider
         self.issuers: dict[str, Issue] = {ACCESS_TOKEN_URN: self._issue_access_token}
+        self.request_checks: dict[str, CheckRequest] = {}
 
     def parse(self, form: FormData, client: RegisteredClient) -> ExchangeRequest:
         subject_token = _single(form, "subject_token")
@@ -117,7 +122,7 @@ class TokenExchange:
         if resource is None and audience is None:
             raise OAuthError("invalid_request", "resource or audience is required")
         scope = _single(form, "scope")
-        return ExchangeRequest(
+        request = ExchangeRequest(
             client=client,
             subject_token=subject_token,
             subject_token_type=subject_token_type,
@@ -126,6 +131,10 @@ class TokenExchange:
             audience=audience,
             scopes=None if scope is None else tuple(scope.split()),
         )
+        check = self.request_checks.get(requested)
+        if check is not None:
+            check(request)
+        return request
 
     def exchange(self, request: ExchangeRequest) -> dict[str, Any]:
         subject = self.verify_subject(request)

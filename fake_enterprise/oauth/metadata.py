@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fake_enterprise.oauth.exchange import TOKEN_EXCHANGE_GRANT
+from fake_enterprise.oauth.exchange import ID_JAG_URN, TOKEN_EXCHANGE_GRANT
 from fake_enterprise.oauth.provider import SUPPORTED_SCOPES
 from fake_enterprise.settings import SIGNING_ALGORITHMS, IssuerSettings
 
@@ -60,6 +60,9 @@ def authorization_server_metadata(settings: IssuerSettings) -> dict[str, Any]:
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", TOKEN_EXCHANGE_GRANT],
+        # draft-ietf-oauth-identity-chaining, as draft-ietf-oauth-identity-assertion-authz-grant §6.1
+        # asks of an IdP that issues ID-JAGs.
+        "identity_chaining_requested_token_types_supported": [ID_JAG_URN],
         # "none" is a public client (PKCE and its redirect URI are what bind it).
         "token_endpoint_auth_methods_supported": ["none", *CLIENT_AUTH_METHODS],
         "revocation_endpoint": base + REVOCATION_PATH,

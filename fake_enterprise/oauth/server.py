@@ -24,6 +24,8 @@ from fake_enterprise.oauth.clients import ClientExistsError, ClientStore, new_cl
 from fake_enterprise.oauth.endpoints import OAuthEndpoints
 from fake_enterprise.oauth.exchange import TokenExchange
 from fake_enterprise.oauth.grants import GrantStore
+from fake_enterprise.oauth.id_jag import IdJagIssuer
+from fake_enterprise.oauth.id_jag_policy import IdJagPolicy, IdJagPolicyStore
 from fake_enterprise.oauth.metadata import (
     AUTHORIZATION_PATH,
     INTROSPECTION_PATH,
@@ -68,14 +70,13 @@ class AuthorizationServer:
         self.settings = settings
         self.clients = ClientStore(db, cipher, settings.clock)
         self.grants = GrantStore(db, settings.clock)
+        self.id_jag_policies = IdJagPolicyStore(db)
+        tokens = OAuthTokens(settings, keyring)
         self.provider = IssuerOAuthProvider(
-            settings,
-            self.clients,
-            self.grants,
-            OAuthTokens(settings, keyring),
-            UserAccess(directory, faults, settings.clock),
+            settings, self.clients, self.grants, tokens, UserAccess(directory, faults, settings.clock)
         )
         self.exchange = TokenExchange(self.provider)
+        IdJagIssuer(settings, tokens, self.id_jag_policies).register(self.exchange)
         self.pages = Pages(self.provider, directory)
         self.endpoints = OAuthEndpoints(self.provider, self.exchange, self.pages)
 
@@ -160,6 +161,21 @@ class AuthorizationServer:
         except ClientExistsError as exc:
             raise IssuerError(409, "client_exists", str(exc)) from None
         return client.model_dump(mode="json", exclude_none=True)
+
+    # --- the admin API's ID-JAG policies ------------------------------------------------------------
+
+    def set_id_jag_policy(self, tenant_id: str, body: Any) -> dict[str, Any]:
+        """Replace the tenant's ID-JAG allow-list (`id_jag_policy` has the shape)."""
+        policy = IdJagPolicy.from_json(body)
+        self.id_jag_policies.put(tenant_id, policy)
+        return {"tenant_id": tenant_id, "configured": True, **policy.as_json()}
+
+    def id_jag_policy(self, tenant_id: str) -> dict[str, Any]:
+        """The tenant's allow-list; `configured: false` (no client allowed anything) when never set."""
+        policy = self.id_jag_policies.get(tenant_id)
+        if policy is None:
+            return {"tenant_id": tenant_id, "configured": False, "clients": {}}
+        return {"tenant_id": tenant_id, "configured": True, **policy.as_json()}
 
     def list_clients(self) -> dict[str, Any]:
         return {"clients": self.clients.list()}

@@ -1,4 +1,5 @@
-"""The tokens the authorization server signs (RFC 9068 access tokens, OIDC ID tokens) and reads back."""
+"""The tokens the authorization server signs (RFC 9068 access tokens, OIDC ID tokens, ID-JAGs) and
+reads back."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from fake_enterprise.settings import IssuerSettings
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
+    "ID_JAG_TYPE",
     "ID_TOKEN_TYPE",
-    "IssuedAccessToken",
+    "IssuedToken",
     "OAuthTokens",
     "UnreadableToken",
     "user_claims",
@@ -23,6 +25,7 @@ __all__ = [
 
 ACCESS_TOKEN_TYPE = "at+jwt"
 ID_TOKEN_TYPE = "JWT"
+ID_JAG_TYPE = "oauth-id-jag+jwt"
 
 
 class UnreadableToken(Exception):
@@ -45,7 +48,7 @@ def user_claims(user: User) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class IssuedAccessToken:
+class IssuedToken:
     token: str = field(repr=False)
     jti: str
     expires_at: int
@@ -63,7 +66,7 @@ class OAuthTokens:
 
     def access_token(
         self, user: User, *, client_id: str, audience: str, scopes: tuple[str, ...], auth_time: int | None
-    ) -> IssuedAccessToken:
+    ) -> IssuedToken:
         """An RFC 9068 JWT access token for `user`, bound to `audience` (the RFC 8707 resource)."""
         settings = self._settings
         now = int(settings.clock())
@@ -83,9 +86,7 @@ class OAuthTokens:
         if auth_time is not None:
             claims["auth_time"] = auth_time
         token = self._sign(claims, ACCESS_TOKEN_TYPE)
-        return IssuedAccessToken(
-            token=token, jti=jti, expires_at=claims["exp"], expires_in=settings.token_ttl
-        )
+        return IssuedToken(token=token, jti=jti, expires_at=claims["exp"], expires_in=settings.token_ttl)
 
     def id_token(self, user: User, *, client_id: str, nonce: str | None, auth_time: int) -> str:
         """An OIDC ID token for `client_id` (Core §2): `aud` is the client, `nonce` echoed."""
@@ -104,6 +105,16 @@ class OAuthTokens:
         if nonce is not None:
             claims["nonce"] = nonce
         return self._sign(claims, ID_TOKEN_TYPE)
+
+    def id_jag(self, claims: dict[str, Any], lifetime: int) -> IssuedToken:
+        """An Identity Assertion JWT Authorization Grant: `claims` (who, for which authorization
+        server, resource and client) plus `iss`, `iat`, `exp` and a fresh `jti`."""
+        settings = self._settings
+        now = int(settings.clock())
+        jti = secrets.token_urlsafe(16)
+        signed = {**claims, "iss": settings.issuer_url, "iat": now, "exp": now + lifetime, "jti": jti}
+        token = self._sign(signed, ID_JAG_TYPE)
+        return IssuedToken(token=token, jti=jti, expires_at=signed["exp"], expires_in=lifetime)
 
     def read(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Header and claims of a token this issuer signed and that has not expired."""
