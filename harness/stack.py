@@ -333,6 +333,20 @@ class LocalStack:
             identity_mode=IdentityMode.parse(identity_mode),
         )
 
+    def allow_id_jag(self, tenant_id: str = "acme") -> None:
+        """Let the tenant's IdP policy give the host ID-JAGs for the id-jag server (deny by default)."""
+        self.allow_id_jag_for(tenant_id, self.id_jag_server_url, self.id_jag_client)
+
+    def allow_id_jag_for(self, tenant_id: str, server_url: str, client: AuthorizationServerClient) -> None:
+        """Allow ID-JAGs for MCP server `server_url`; its authorization server knows the host as `client`."""
+        self.admin.allow_id_jag(
+            tenant_id,
+            self.host_client().client_id,
+            client.issuer,
+            [server_url],
+            audience_client_id=client.client_id,
+        )
+
     @asynccontextmanager
     async def open_host(
         self, tenant_id: str = "acme", *, id_tokens: IdTokenSource | None = None
@@ -349,6 +363,7 @@ class LocalStack:
                 raise RuntimeError("signing users in needs the stack's issuer to run with auto_login=True")
             id_tokens = SignInIdTokens(self.host_client())
         host = self.host_client()
+        self.allow_id_jag(tenant_id)
         idp = IdpClientSettings(
             token_endpoint=host.token_endpoint, client_id=host.client_id, client_secret=host.client_secret
         )
