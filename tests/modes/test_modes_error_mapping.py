@@ -99,7 +99,7 @@ async def test_malformed_answers_are_token_errors(body: bytes, why: str) -> None
 
 async def test_an_id_jag_answer_is_not_a_bearer_token_and_is_accepted() -> None:
     answer = {
-        "access_token": "jag",
+        "access_token": "grant-value",
         "issued_token_type": ID_JAG_TOKEN_TYPE,
         "token_type": "N_A",
         "expires_in": 60,
