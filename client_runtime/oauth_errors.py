@@ -29,14 +29,21 @@ def oauth_error_code(response: httpx2.Response) -> str | None:
 
 
 def oauth_refusal(response: httpx2.Response, *, party: str) -> MCPTokenError:
-    """The named error for a 4xx answer of `party`'s token endpoint (never retried).
+    """The named error for a 3xx or 4xx answer of `party`'s token endpoint (never retried).
 
-    `invalid_client` and `unauthorized_client` (also a bare 401) are `MCPIssuerConfigError`;
+    A redirect is `MCPIssuerConfigError`, and so are `invalid_client` and `unauthorized_client`
+    (also a bare 401);
     `invalid_grant` and `access_denied` are `MCPIdentityRefreshError`; anything else
     (`invalid_request`, `invalid_target`, `invalid_scope`, ...) a non-retriable `MCPTokenError`.
     """
     status, code = response.status_code, oauth_error_code(response)
     described = f"HTTP {status}" + (f" {code}" if code else "")
+    if 300 <= status < 400:
+        # Following would resend the client's credentials to the Location: the configured URL is wrong.
+        return MCPIssuerConfigError(
+            f"{party} answered with a redirect ({described}), which is not followed; configure its exact URL",
+            status_code=status,
+        )
     if code in _CLIENT_ERRORS or (status == 401 and code is None):
         return MCPIssuerConfigError(
             f"{party} rejected this host's client credentials ({described})",

@@ -67,7 +67,7 @@ def _subject(token: str | None) -> str | None:
 
 
 class CallLog:
-    """Calls recorded by `wrap`ped apps, in order of their answers (thread-safe: servers run in threads)."""
+    """Calls recorded by `wrap`ped apps, in the order their answers started (thread-safe)."""
 
     def __init__(self) -> None:
         self._calls: list[Call] = []
@@ -110,18 +110,24 @@ class CallLog:
             fields: dict[str, str | None] = {}
             if scope["method"] == "POST" and scope["path"].endswith("/token"):
                 receive, fields = await _read_token_request(receive)
-            status = 0
+            recorded = False
+
+            def record(status: int) -> None:
+                nonlocal recorded
+                if not recorded:
+                    recorded = True
+                    self._add(Call(server, scope["method"], scope["path"], status, **fields))
 
             async def recording_send(message: Message) -> None:
-                nonlocal status
+                # Recorded before the answer leaves, so a client that has it finds the call logged.
                 if message["type"] == "http.response.start":
-                    status = message["status"]
+                    record(message["status"])
                 await send(message)
 
             try:
                 await app(scope, receive, recording_send)
             finally:
-                self._add(Call(server, scope["method"], scope["path"], status, **fields))
+                record(500)  # the app ended without answering
 
         return logged
 

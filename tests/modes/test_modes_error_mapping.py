@@ -142,7 +142,7 @@ async def test_a_4xx_is_not_retried_and_a_redirect_is_not_followed() -> None:
         seen.append(request)
         return httpx2.Response(307, headers={"location": "http://127.0.0.1:1/steal"})
 
-    with pytest.raises(MCPTokenError) as caught:
+    with pytest.raises(MCPIssuerConfigError, match="redirect") as caught:
         await _exchange(_client(handler, retries=2))
     assert len(seen) == 1 and not caught.value.retriable
 
