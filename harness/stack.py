@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -43,7 +43,7 @@ from harness.id_tokens import TOKEN_EXCHANGE_GRANT, HostClient, SignInIdTokens
 from harness.oauth_login import DEFAULT_REDIRECT_URI
 from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
 
-__all__ = ["MCP_PATH", "TOKEN_MODES", "LocalStack", "StackHost", "StackSettings", "StackUser"]
+__all__ = ["MCP_PATH", "TOKEN_MODES", "LocalStack", "StackHost", "StackSettings", "StackUser", "open_host"]
 
 MCP_PATH = "/mcp"
 # The modes in which the host forwards a token the IdP vouches for, in the order the demo shows them.
@@ -362,37 +362,21 @@ class LocalStack:
             if not self.settings.auto_login:
                 raise RuntimeError("signing users in needs the stack's issuer to run with auto_login=True")
             id_tokens = SignInIdTokens(self.host_client())
-        host = self.host_client()
         self.allow_id_jag(tenant_id)
-        idp = IdpClientSettings(
-            token_endpoint=host.token_endpoint, client_id=host.client_id, client_secret=host.client_secret
-        )
-        issuer_settings = EnterpriseTokenSettings(issuer_url=self.issuer_url, inner_api_secret=self.secret)
-        async with (
-            EnterpriseTokenClient(issuer_settings) as token_client,
-            IdpTokenExchange(idp) as exchange,
-        ):
-            id_jag_source = IdJagSource(exchange, id_tokens, {self.id_jag_server_url: self.id_jag_client})
-            brokers = {
-                IdentityMode.IDP_TOKEN: TokenBroker(token_client),
-                IdentityMode.TOKEN_EXCHANGE: TokenBroker(TokenExchangeSource(exchange, id_tokens)),
-                IdentityMode.ID_JAG: TokenBroker(id_jag_source),
-            }
-            providers = {
-                mode: self.provider(
-                    tenant_id,
-                    identity_mode=mode,
-                    provider_id=f"idfwd-{mode.value}",
-                    server_url=self.id_jag_server_url if mode is IdentityMode.ID_JAG else None,
-                )
-                for mode in TOKEN_MODES
-            }
-            async with MCPToolRuntime(
-                broker=brokers[IdentityMode.IDP_TOKEN],
-                token_exchange_broker=brokers[IdentityMode.TOKEN_EXCHANGE],
-                id_jag_broker=brokers[IdentityMode.ID_JAG],
-            ) as runtime:
-                yield StackHost(runtime, id_tokens, brokers, providers, id_jag_source)
+        async with open_host(
+            issuer_url=self.issuer_url,
+            inner_secret=self.secret,
+            host=self.host_client(),
+            id_tokens=id_tokens,
+            servers={
+                IdentityMode.IDP_TOKEN: self.server_url,
+                IdentityMode.TOKEN_EXCHANGE: self.server_url,
+                IdentityMode.ID_JAG: self.id_jag_server_url,
+            },
+            id_jag_clients={self.id_jag_server_url: self.id_jag_client},
+            tenant_id=tenant_id,
+        ) as host:
+            yield host
 
     @asynccontextmanager
     async def open_runtime(self, *, app_id: str = "") -> AsyncIterator[MCPToolRuntime]:
@@ -405,3 +389,51 @@ class LocalStack:
             MCPToolRuntime(broker=TokenBroker(token_client)) as runtime,
         ):
             yield runtime
+
+
+@asynccontextmanager
+async def open_host(
+    *,
+    issuer_url: str,
+    inner_secret: str,
+    host: HostClient,
+    id_tokens: IdTokenSource,
+    servers: Mapping[IdentityMode, str],
+    id_jag_clients: Mapping[str, AuthorizationServerClient],
+    tenant_id: str = "acme",
+) -> AsyncIterator[StackHost]:
+    """A host runtime forwarding in every token mode to `servers[mode]` (each mode its own token cache).
+
+    The IdP is reached as `host` (its confidential client) for token exchange and ID-JAGs, and
+    through the inner issue-token API with `inner_secret` for `idp_token`.
+    """
+    idp = IdpClientSettings(
+        token_endpoint=host.token_endpoint, client_id=host.client_id, client_secret=host.client_secret
+    )
+    issuer_settings = EnterpriseTokenSettings(issuer_url=issuer_url, inner_api_secret=inner_secret)
+    async with (
+        EnterpriseTokenClient(issuer_settings) as token_client,
+        IdpTokenExchange(idp) as exchange,
+    ):
+        id_jag_source = IdJagSource(exchange, id_tokens, id_jag_clients)
+        brokers = {
+            IdentityMode.IDP_TOKEN: TokenBroker(token_client),
+            IdentityMode.TOKEN_EXCHANGE: TokenBroker(TokenExchangeSource(exchange, id_tokens)),
+            IdentityMode.ID_JAG: TokenBroker(id_jag_source),
+        }
+        providers = {
+            mode: MCPProvider(
+                provider_id=f"idfwd-{mode.value}",
+                tenant_id=tenant_id,
+                server_url=servers[mode],
+                name=f"mcp-idfwd local stack ({mode.value})",
+                identity_mode=mode,
+            )
+            for mode in TOKEN_MODES
+        }
+        async with MCPToolRuntime(
+            broker=brokers[IdentityMode.IDP_TOKEN],
+            token_exchange_broker=brokers[IdentityMode.TOKEN_EXCHANGE],
+            id_jag_broker=brokers[IdentityMode.ID_JAG],
+        ) as runtime:
+            yield StackHost(runtime, id_tokens, brokers, providers, id_jag_source)
