@@ -8,6 +8,8 @@ the caller supplies, typically an IdP's test endpoint (our issuer's `/admin/mint
 checks run against any AS that trusts that IdP.
 
 Results say only the HTTP status and the OAuth error code the AS answered, never a token.
+`admin_minter` mints through our issuer's `/admin/mint`; `battery_report` turns results into the
+token battery's `BatteryReport`, so `mcp-idfwd conformance --idjag` renders them the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +24,20 @@ from typing import Any
 
 import httpx
 
-__all__ = ["IDJAG_CHECKS", "IdJagCheck", "IdJagCheckResult", "IdJagMinter", "IdJagTarget", "run_idjag_checks"]
+from fake_enterprise import AdminClient
+from harness.conformance.model import BatteryReport, CaseResult, Requirement, Verdict
+
+__all__ = [
+    "IDJAG_CHECKS",
+    "ID_JAG_HEADER",
+    "IdJagCheck",
+    "IdJagCheckResult",
+    "IdJagMinter",
+    "IdJagTarget",
+    "admin_minter",
+    "battery_report",
+    "run_idjag_checks",
+]
 
 IdJagMinter = Callable[[Mapping[str, Any], Mapping[str, Any]], str]
 """`mint(claim_overrides, header_overrides)` -> a signed ID-JAG.
@@ -33,6 +48,8 @@ replaces that member; a value of None removes it. A `kid` override keeps the rea
 """
 
 JWT_BEARER_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ID_JAG_HEADER = {"typ": "oauth-id-jag+jwt"}
+SOURCE = "draft-ietf-oauth-identity-assertion-authz-grant; MCP enterprise-managed authorization §5.1"
 _ESCALATED_SCOPE = "idjag-conformance.admin"
 _GRANTED_SCOPE = "idjag-conformance.read"
 
@@ -53,6 +70,7 @@ class IdJagCheckResult:
     passed: bool
     expected: str
     observed: str  # status and OAuth error code only
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -221,6 +239,72 @@ def run_idjag_checks(
     with httpx.Client(timeout=target.timeout, follow_redirects=False) as http:
         session = _Session(target, mint, http)
         for check in checks:
+            started = time.perf_counter()
             passed, observed = check.run(session)
-            results.append(IdJagCheckResult(check.name, passed, check.expected, observed))
+            elapsed = time.perf_counter() - started
+            results.append(IdJagCheckResult(check.name, passed, check.expected, observed, elapsed))
     return results
+
+
+def admin_minter(
+    admin: AdminClient,
+    *,
+    audience: str,
+    resource: str,
+    client_id: str,
+    subject: str = "idjag-conformance-user",
+) -> IdJagMinter:
+    """ID-JAGs signed by our issuer (`/admin/mint`, so the admin secret), for `client_id` at the
+    authorization server `audience` and the MCP server `resource`; the user is a synthetic one."""
+    defaults = {
+        "sub": subject,
+        "aud": audience,
+        "resource": resource,
+        "client_id": client_id,
+        "scope": _GRANTED_SCOPE,
+        "tenant_id": "idjag-conformance",
+        "preferred_username": subject,
+    }
+
+    def mint(claims: Mapping[str, Any], header: Mapping[str, Any]) -> str:
+        return admin.mint({**defaults, **claims}, header={**ID_JAG_HEADER, **header})
+
+    return mint
+
+
+def _observed(observed: str) -> tuple[int | None, str | None]:
+    status, _, rest = observed.partition(" ")
+    return (int(status), rest or None) if status.isdigit() else (None, observed)
+
+
+def battery_report(
+    results: Sequence[IdJagCheckResult], *, token_endpoint: str, issuer_url: str, audience: str
+) -> BatteryReport:
+    """The results as the token battery's report (one case per check; a failed check fails)."""
+    cases = []
+    for result in results:
+        status, error = _observed(result.observed)
+        cases.append(
+            CaseResult(
+                name=result.name.lower().replace(" ", "-").replace("'", ""),
+                title=result.name,
+                source=SOURCE,
+                requirement=Requirement.MUST,
+                expected_status=result.expected,
+                expected_challenge="-",
+                observed_status=status,
+                observed_challenge=error,
+                verdict=Verdict.PASS if result.passed else Verdict.FAIL,
+                detail=f"expected {result.expected}, observed {result.observed}",
+                seconds=result.seconds,
+            )
+        )
+    return BatteryReport(
+        server_url=token_endpoint,
+        issuer_url=issuer_url,
+        audience=audience,
+        results=tuple(cases),
+        notes=(
+            "ID-JAG checks: each defective grant is presented at the token endpoint (RFC 7523 jwt-bearer)",
+        ),
+    )

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
-from fake_enterprise import AdminClient
+from fake_enterprise import AdminClient, IssuerSettings
+from fake_enterprise import create_app as create_issuer_app
 from fake_mcp_server import ServerSettings, create_app
 from fake_mcp_server.authorization import AuthorizationServer, AuthorizationServerSettings, ClientCredentials
 from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
@@ -41,6 +42,38 @@ class RunningAS:
     @property
     def token_url(self) -> str:
         return self.issuer + "/token"
+
+
+@dataclass
+class RunningIdP:
+    """Our issuer as the enterprise IdP: auto-login on, so code + PKCE needs no person."""
+
+    served: ServedApp
+    settings: IssuerSettings = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return self.served.url
+
+    def admin(self) -> AdminClient:
+        return AdminClient(self.url, self.settings.admin_secret)
+
+
+@contextmanager
+def running_idp(**overrides: Any) -> Iterator[RunningIdP]:
+    sock = bind_loopback()
+    settings = IssuerSettings(
+        issuer_url=socket_url(sock),
+        secret="idjag-idp-inner-secret-3c0f",
+        admin_secret="idjag-idp-admin-secret-9a4e",
+        auto_login=True,
+        **overrides,
+    )
+    served = start_in_thread(create_issuer_app(settings), sock)
+    try:
+        yield RunningIdP(served, settings)
+    finally:
+        served.stop()
 
 
 @contextmanager

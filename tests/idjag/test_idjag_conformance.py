@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from harness.cli import main
 from harness.idjag_conformance import IDJAG_CHECKS, IdJagTarget, run_idjag_checks
 from harness.pytest_plugin import IssuerHandle
 from harness.servers import bind_loopback, serve_in_thread, socket_url
@@ -89,3 +91,93 @@ def test_an_unreachable_authorization_server_fails_every_check(idfwd_issuer: Iss
 
     assert not any(result.passed for result in results)
     assert results[0].observed == "0 no answer (ConnectError)"
+
+
+# --- mcp-idfwd conformance --idjag ------------------------------------------------------------------
+
+
+def _cli(
+    capsys: pytest.CaptureFixture[str], issuer: IssuerHandle, token_endpoint: str, resource: str, *extra: str
+) -> tuple[int, str, str]:
+    code = main(
+        [
+            "conformance",
+            "--idjag",
+            f"--server={resource}",
+            f"--as-token-endpoint={token_endpoint}",
+            f"--client={HOST_APP.client_id}:{HOST_APP.client_secret}",
+            f"--issuer-admin={issuer.url}",
+            f"--admin-secret={issuer.admin_secret}",
+            *extra,
+        ]
+    )
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_the_cli_passes_our_authorization_server(
+    capsys: pytest.CaptureFixture[str], idfwd_issuer: IssuerHandle, as_server: RunningAS
+) -> None:
+    code, out, err = _cli(capsys, idfwd_issuer, as_server.token_url, as_server.resource_url, "--format=json")
+
+    assert (code, err) == (0, "")
+    report = json.loads(out)
+    assert report["exit_code"] == 0
+    assert report["server_url"] == as_server.token_url
+    assert report["audience"] == as_server.issuer  # the token endpoint's origin, by default
+    assert [result["title"] for result in report["results"]] == [check.name for check in IDJAG_CHECKS]
+    assert {result["verdict"] for result in report["results"]} == {"pass"}
+    by_name = {result["name"]: result for result in report["results"]}
+    assert (by_name["wrong-typ"]["observed_status"], by_name["wrong-typ"]["observed_challenge"]) == (
+        400,
+        "invalid_grant",
+    )
+    assert by_name["another-clients-id-jag"]["expected_status"] == "400 invalid_grant"
+    assert HOST_APP.client_secret not in out
+
+
+def test_the_cli_catches_the_weak_authorization_server(
+    capsys: pytest.CaptureFixture[str], idfwd_issuer: IssuerHandle, weak_as: str
+) -> None:
+    code, out, _ = _cli(capsys, idfwd_issuer, weak_as + "/token", "http://127.0.0.1:9/weak/mcp")
+
+    assert code == 1
+    failed = {line.split("  ")[0] for line in out.splitlines() if line.rstrip().endswith("FAIL")}
+    assert failed == {
+        "wrong-typ",
+        "wrong-aud",
+        "another-clients-id-jag",
+        "replayed-jti",
+        "untrusted-iss",
+        "resource-for-another-server",
+        "scope-escalation",
+    }
+    assert "NOT CONFORMANT: 13 cases (6 pass, 7 fail)" in out
+
+
+def test_the_cli_says_in_one_line_what_it_cannot_do(
+    capsys: pytest.CaptureFixture[str], idfwd_issuer: IssuerHandle, as_server: RunningAS
+) -> None:
+    with bind_loopback() as dead:
+        unreachable = socket_url(dead) + "/token"
+    token_url, resource = as_server.token_url, as_server.resource_url
+
+    assert _cli(capsys, idfwd_issuer, unreachable, resource)[0] == 3
+    wrong_secret = _cli(capsys, idfwd_issuer, token_url, resource, "--admin-secret=not-the-admin-secret")
+    strict = _cli(capsys, idfwd_issuer, token_url, resource, "--strict", "--case=alg-none")
+
+    assert wrong_secret[0] == 2
+    assert wrong_secret[2].startswith("conformance: cannot mint ID-JAGs through the issuer's admin API")
+    assert wrong_secret[2].count("\n") == 1 and "not-the-admin-secret" not in wrong_secret[2]
+    assert strict[0] == 2 and strict[2] == "conformance: --strict, --case do not apply to --idjag\n"
+    client = f"--client={HOST_APP.client_id}:{HOST_APP.client_secret}"
+    no_idjag = main(
+        [
+            "conformance",
+            f"--server={resource}",
+            "--issuer-admin=http://127.0.0.1:9",
+            "--admin-secret=x",
+            client,
+        ]
+    )
+    assert no_idjag == 2 and capsys.readouterr().err == "conformance: --client need --idjag\n"
