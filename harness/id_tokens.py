@@ -8,20 +8,16 @@ plugs its own session store in instead.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpx2
 import jwt
 
 from client_runtime import MCPNoRefreshTokenError, MCPTokenError
-from harness.oauth_login import DEFAULT_REDIRECT_URI
+from harness.oauth_login import DEFAULT_REDIRECT_URI, OAuthLoginError, sign_in_confidential
 
 __all__ = ["HostClient", "SignInIdTokens"]
 
@@ -46,18 +42,12 @@ class HostClient:
         return self.issuer_url.rstrip("/") + "/authorize"
 
 
-def _pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
-    return verifier, challenge
-
-
 class SignInIdTokens:
     """`IdTokenSource` over the IdP's code flow with auto-login: one sign-in per user while the token lasts.
 
-    Concurrent requests for one user share one sign-in. `sign_ins` counts the sign-ins made.
-    A user the IdP will not sign in (unknown, say) gets `MCPNoRefreshTokenError`; an IdP that
-    cannot be reached or answers 5xx, a retriable `MCPTokenError`.
+    Concurrent requests for one user share one sign-in (`harness.oauth_login.sign_in_confidential`).
+    `sign_ins` counts the sign-ins made. A user the IdP will not sign in (unknown, say) gets
+    `MCPNoRefreshTokenError`; an IdP that cannot be reached, a retriable `MCPTokenError`.
     """
 
     def __init__(
@@ -96,53 +86,20 @@ class SignInIdTokens:
 
     async def _sign_in(self, login_hint: str) -> str:
         client = self.client
-        verifier, challenge = _pkce()
-        query = {
-            "response_type": "code",
-            "client_id": client.client_id,
-            "redirect_uri": client.redirect_uri,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-            "state": secrets.token_hex(8),
-            "scope": "openid profile email",
-            "login_hint": login_hint,
-        }
         try:
-            async with httpx2.AsyncClient(timeout=self._timeout, follow_redirects=False) as http:
-                answer = await http.get(client.authorization_endpoint, params=query)
-                code = self._code(answer, login_hint)
-                token_answer = await http.post(
-                    client.token_endpoint,
-                    data={
-                        "grant_type": "authorization_code",
-                        "code": code,
-                        "code_verifier": verifier,
-                        "redirect_uri": client.redirect_uri,
-                    },
-                    auth=httpx2.BasicAuth(client.client_id, client.client_secret),
-                )
+            answer = await sign_in_confidential(
+                client.issuer_url,
+                client.client_id,
+                client.client_secret,
+                login_hint,
+                redirect_uri=client.redirect_uri,
+                http_timeout=self._timeout,
+            )
         except httpx2.TransportError as exc:
             raise MCPTokenError(
                 f"could not reach the IdP to sign the user in ({type(exc).__name__})"
             ) from None
-        if token_answer.status_code != 200:
-            raise MCPTokenError(
-                f"the IdP refused the sign-in's code (HTTP {token_answer.status_code})",
-                status_code=token_answer.status_code,
-            )
-        id_token = token_answer.json().get("id_token")
-        if not isinstance(id_token, str):
-            raise MCPTokenError("the IdP's sign-in answer has no ID token")
+        except OAuthLoginError as exc:
+            raise MCPNoRefreshTokenError(f"the IdP did not sign {login_hint} in: {exc}") from None
         self.sign_ins += 1
-        return id_token
-
-    @staticmethod
-    def _code(answer: httpx2.Response, login_hint: str) -> str:
-        if answer.status_code >= 500:
-            raise MCPTokenError(f"the IdP failed the sign-in (HTTP {answer.status_code})")
-        location = answer.headers.get("location") if answer.status_code in (302, 303) else None
-        params = {k: v[0] for k, v in parse_qs(urlsplit(location or "").query).items()}
-        if "code" not in params:
-            why = params.get("error") or f"HTTP {answer.status_code} without a redirect back"
-            raise MCPNoRefreshTokenError(f"the IdP did not sign {login_hint} in ({why})")
-        return params["code"]
+        return answer["id_token"]
