@@ -29,15 +29,24 @@ from client_runtime.errors import (
     MCPToolInvocationError,
     UnknownIdentityModeError,
 )
+from client_runtime.id_jag import AuthorizationServerClient, IdJagSource
 from client_runtime.issuer_client import EnterpriseTokenClient, EnterpriseTokenSettings, IssuedToken
 from client_runtime.legacy import reseal_legacy_rows
 from client_runtime.modes import IdentityMode
 from client_runtime.providers import MCPProvider, ProviderNotFoundError, ProviderStore
 from client_runtime.runtime import MCPToolRuntime
 from client_runtime.session_pool import SessionPoolSettings
+from client_runtime.token_exchange import (
+    ExchangedToken,
+    IdpClientSettings,
+    IdpTokenExchange,
+    IdTokenSource,
+    TokenExchangeSource,
+)
 
 __all__ = [
     "DATA_KEY_ENV",
+    "AuthorizationServerClient",
     "CredentialNotFoundError",
     "CredentialType",
     "DataCipher",
@@ -48,8 +57,13 @@ __all__ = [
     "EndUserCredentialStore",
     "EnterpriseTokenClient",
     "EnterpriseTokenSettings",
+    "ExchangedToken",
     "ForwardedIdentityAuth",
+    "IdJagSource",
+    "IdTokenSource",
     "IdentityMode",
+    "IdpClientSettings",
+    "IdpTokenExchange",
     "IssuedToken",
     "LegacyRecordsError",
     "MCPCredentialRequiredError",
@@ -69,6 +83,7 @@ __all__ = [
     "SessionPoolSettings",
     "TamperedRecordError",
     "TokenBroker",
+    "TokenExchangeSource",
     "TokenKey",
     "UnknownIdentityModeError",
     "load_data_key",

@@ -14,12 +14,17 @@ class IdentityMode(StrEnum):
 
     `off`: no forwarding, the provider's static headers only. `idp_token`: a token the
     enterprise issuer mints for this user and this server. `end_user_credential`: the end
-    user's own stored credential for this provider.
+    user's own stored credential for this provider. `token_exchange`: the user's ID token
+    exchanged at the IdP (RFC 8693) for an access token bound to this server. `id_jag`: the
+    user's ID token exchanged at the IdP for an ID-JAG, which the server's own authorization
+    server turns into its access token (enterprise-managed authorization, SEP-990).
     """
 
     OFF = "off"
     IDP_TOKEN = "idp_token"
     END_USER_CREDENTIAL = "end_user_credential"
+    TOKEN_EXCHANGE = "token_exchange"
+    ID_JAG = "id_jag"
 
     @classmethod
     def parse(cls, value: object) -> IdentityMode:

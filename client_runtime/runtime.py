@@ -49,13 +49,24 @@ class _Identity:
     key: TokenKey | None = None
     token: IssuedToken | None = None
     secret: str | None = field(default=None, repr=False)
+    broker: TokenBroker | None = field(default=None, repr=False)
+
+
+# The constructor argument that gives each token mode its broker, as errors name it.
+_BROKER_ARGUMENTS = {
+    IdentityMode.IDP_TOKEN: "broker",
+    IdentityMode.TOKEN_EXCHANGE: "token_exchange_broker",
+    IdentityMode.ID_JAG: "id_jag_broker",
+}
 
 
 class MCPToolRuntime:
     """Runs MCP tool calls for end users over streamable HTTP.
 
     Per call, in this order: forwarding on and no user → `MCPMissingUserError` before any
-    I/O; obtain the identity (issuer token via `broker`, or the user's stored credential);
+    I/O; obtain the identity (a token from the mode's broker: `broker` for `idp_token`,
+    `token_exchange_broker` over a `TokenExchangeSource`, `id_jag_broker` over an
+    `IdJagSource`; or the user's stored credential);
     get an MCP session that carries it on every request; call. A 401/403 from the server
     while forwarding evicts the token and raises `MCPIdentityForwardingError` with the
     server's RFC 6750 reason; there is no retry with static auth or another identity.
@@ -81,6 +92,8 @@ class MCPToolRuntime:
         *,
         broker: TokenBroker | None = None,
         credentials: EndUserCredentialStore | None = None,
+        token_exchange_broker: TokenBroker | None = None,
+        id_jag_broker: TokenBroker | None = None,
         timeout: float = 30.0,
         protocol_mode: str = "auto",
         client_info: Implementation | None = None,
@@ -89,7 +102,11 @@ class MCPToolRuntime:
         session_pool: SessionPoolSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._broker = broker
+        self._brokers: dict[IdentityMode, TokenBroker | None] = {
+            IdentityMode.IDP_TOKEN: broker,
+            IdentityMode.TOKEN_EXCHANGE: token_exchange_broker,
+            IdentityMode.ID_JAG: id_jag_broker,
+        }
         self._credentials = credentials
         if protocol_mode not in ("auto", "legacy", *MODERN_PROTOCOL_VERSIONS):
             raise ValueError(
@@ -261,8 +278,8 @@ class MCPToolRuntime:
                 f"the MCP server of provider {provider.provider_id!r} refused the call (HTTP {status});"
                 " it requires an identity this provider does not send"
             )
-        if self._broker is not None and identity.key is not None:
-            self._broker.invalidate(identity.key, identity.token)
+        if identity.broker is not None and identity.key is not None:
+            identity.broker.invalidate(identity.key, identity.token)
         error = MCPIdentityForwardingError(
             f"the MCP server refused the forwarded identity (HTTP {status})",
             status_code=status,
@@ -284,16 +301,25 @@ class MCPToolRuntime:
     ) -> _Identity:
         if mode is IdentityMode.OFF:
             return _Identity(auth=None)
-        if mode is IdentityMode.IDP_TOKEN:
-            if self._broker is None:
-                raise MCPIssuerConfigError("idp_token mode needs a TokenBroker, and this runtime has none")
+        if mode in self._brokers:
+            broker = self._brokers[mode]
+            if broker is None:
+                raise MCPIssuerConfigError(
+                    f"{mode.value} mode needs a TokenBroker ({_BROKER_ARGUMENTS[mode]}=),"
+                    " and this runtime has none"
+                )
             key = TokenKey(tenant_id, user_id, user_type, provider.server_url)
-            token = await self._broker.get(
+            token = await broker.get(
                 tenant_id=tenant_id, user_id=user_id, audience=provider.server_url, user_type=user_type
             )
             auth = ForwardedIdentityAuth(token.token, header=provider.token_header)
             return _Identity(
-                auth=auth, header=provider.token_header, key=key, token=token, secret=token.token
+                auth=auth,
+                header=provider.token_header,
+                key=key,
+                token=token,
+                secret=token.token,
+                broker=broker,
             )
         if mode is IdentityMode.END_USER_CREDENTIAL:
             if self._credentials is None:

@@ -1,9 +1,10 @@
 """The demo: identity forwarding end to end on a local stack, and the failures that matter.
 
 Every step calls through `client_runtime` the way a host would (or, where the point is what
-the server refuses, sends the request itself; the last step signs in with the mcp SDK's OAuth
+the server refuses, sends the request itself; the sixth step signs in with the mcp SDK's OAuth
 client) and records, per actor, what was sent, what the server saw and whether that is what
-must happen.
+must happen. The last step compares the three token forwarding modes (issue-token, RFC 8693
+token exchange, ID-JAG) call by call, from what the stack's servers recorded.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ from client_runtime import (
     TokenBroker,
     TokenKey,
 )
+from harness.call_log import Call
 from harness.conformance import initialize_request, parse_challenge
+from harness.id_tokens import SignInIdTokens
 from harness.oauth_login import OAuthLoginError, auto_login_provider
-from harness.stack import LocalStack
+from harness.stack import TOKEN_MODES, LocalStack
 
 __all__ = ["DemoRow", "DemoStep", "render_step", "run_demo"]
 
@@ -320,6 +323,62 @@ async def _step_oauth_sign_in(host: _Host) -> DemoStep:
     )
 
 
+def _calls_made(calls: list[Call]) -> str:
+    """The calls in order, repeats of one call folded: `mcp POST /mcp x3`."""
+    parts: list[str] = []
+    last, count = "", 0
+    for described in (call.describe() for call in calls):
+        if described == last:
+            count += 1
+            continue
+        if last:
+            parts.append(last + (f" x{count}" if count > 1 else ""))
+        last, count = described, 1
+    if last:
+        parts.append(last + (f" x{count}" if count > 1 else ""))
+    return "; ".join(parts) or "none"
+
+
+async def _step_modes(host: _Host) -> DemoStep:
+    stack = host.stack
+    user = "alice"
+    id_tokens = SignInIdTokens(stack.host_client())
+    await id_tokens(TENANT, user)  # the host's SSO session for alice: held before her first call
+    rows: list[DemoRow] = []
+    async with stack.open_host(TENANT, id_tokens=id_tokens) as modes:
+        for mode in TOKEN_MODES:
+            for call in ("first", "warm"):
+                mark = len(stack.calls)
+                who = f"{user}, {mode.value}, {call} call"
+                try:
+                    result = await modes.runtime.invoke(
+                        modes.providers[mode], "whoami", {}, tenant_id=TENANT, user_id=user
+                    )
+                except MCPTokenError as exc:
+                    rows.append(DemoRow(who, _calls_made(stack.calls.since(mark)), _failure(exc), False))
+                    continue
+                seen = _structured(result)
+                ok = (
+                    isinstance(seen, dict)
+                    and not result.is_error
+                    and seen.get("sub") == host.subjects[user]
+                    and seen.get("preferred_username") == user
+                )
+                saw = (
+                    f"sub={seen.get('sub')} user={seen.get('preferred_username')} iss={seen.get('iss')}"
+                    if isinstance(seen, dict)
+                    else str(seen)
+                )
+                rows.append(DemoRow(who, _calls_made(stack.calls.since(mark)), saw, ok))
+    return DemoStep(
+        "the three forwarding modes side by side: issue-token, token exchange (RFC 8693), ID-JAG (SEP-990)",
+        "each mode's server sees alice; a first call obtains a token (idp_token: the inner issue-token API;"
+        " token_exchange: her ID token exchanged at the IdP; id_jag: an ID-JAG from the IdP redeemed at the"
+        " id-jag server's own authorization server), a warm call is one MCP request",
+        tuple(rows),
+    )
+
+
 _STEPS: tuple[Callable[[_Host], Awaitable[DemoStep]], ...] = (
     _step_whoami,
     _step_notes,
@@ -327,6 +386,7 @@ _STEPS: tuple[Callable[[_Host], Awaitable[DemoStep]], ...] = (
     _step_fail_closed,
     _step_server_refuses,
     _step_oauth_sign_in,
+    _step_modes,
 )
 
 

@@ -3,14 +3,17 @@
 The demo, `up`, the pytest plugin and the benchmarks all run the same thing: an issuer
 (`fake_enterprise`) and the reference MCP server (`fake_mcp_server`) whose verifier trusts
 it, each on its own port. Sockets are bound before the apps are built, so every URL (the
-issuer's `iss`, the server's resource URL) is known up front.
+issuer's `iss`, the server's resource URL) is known up front. On demand, a second MCP server
+runs beside them in `--auth id-jag` mode (its own authorization server, trusting the issuer
+for ID-JAGs), and `open_host` gives a host runtime that forwards in all three token modes.
+Every request the servers answer is recorded in `calls`.
 """
 
 from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -19,20 +22,33 @@ from typing import Self, TypeVar
 import fake_enterprise
 import fake_mcp_server
 from client_runtime import (
+    AuthorizationServerClient,
     EnterpriseTokenClient,
     EnterpriseTokenSettings,
     IdentityMode,
+    IdJagSource,
+    IdpClientSettings,
+    IdpTokenExchange,
+    IdTokenSource,
     MCPProvider,
     MCPToolRuntime,
     TokenBroker,
+    TokenExchangeSource,
 )
 from fake_enterprise import AdminClient
+from fake_mcp_server.authorization import AuthorizationServerSettings, ClientCredentials, issuer_for
+from harness.call_log import CallLog
 from harness.generated_secrets import new_secret
+from harness.id_tokens import TOKEN_EXCHANGE_GRANT, HostClient, SignInIdTokens
+from harness.oauth_login import DEFAULT_REDIRECT_URI
 from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
 
-__all__ = ["MCP_PATH", "LocalStack", "StackSettings", "StackUser"]
+__all__ = ["MCP_PATH", "TOKEN_MODES", "LocalStack", "StackHost", "StackSettings", "StackUser", "open_host"]
 
 MCP_PATH = "/mcp"
+# The modes in which the host forwards a token the IdP vouches for, in the order the demo shows them.
+TOKEN_MODES = (IdentityMode.IDP_TOKEN, IdentityMode.TOKEN_EXCHANGE, IdentityMode.ID_JAG)
+HOST_AS_CLIENT_ID = "mcp-idfwd-host"
 
 _T = TypeVar("_T")
 
@@ -72,19 +88,39 @@ class StackUser:
     sub: str = ""
 
 
+@dataclass
+class StackHost:
+    """A host on the stack: one runtime forwarding in every token mode, and what it is made of.
+
+    `providers[mode]` is the provider to call in `mode` (idp_token and token_exchange go to the
+    default MCP server, id_jag to the id-jag one); `id_tokens` is the host's SSO session.
+    """
+
+    runtime: MCPToolRuntime
+    id_tokens: SignInIdTokens | IdTokenSource
+    brokers: dict[IdentityMode, TokenBroker]
+    providers: dict[IdentityMode, MCPProvider]
+    id_jag_source: IdJagSource
+
+
 class LocalStack:
     """The issuer and the MCP server, started on demand and stopped together.
 
     `start()` (or `with LocalStack() as stack:`) starts both; `start_issuer()` alone is
-    enough when no MCP server is needed. `stop()` is idempotent and stops whatever runs.
+    enough when no MCP server is needed; `start_id_jag_server()` adds the id-jag one. `stop()`
+    is idempotent and stops whatever runs.
     """
 
     def __init__(self, settings: StackSettings | None = None) -> None:
         self.settings = settings or StackSettings()
         self.secret: str = self.settings.secret or new_secret()
         self.admin_secret: str = self.settings.admin_secret or new_secret()
+        self.calls = CallLog()
         self._issuer: ServedApp | None = None
         self._server: ServedApp | None = None
+        self._id_jag_server: ServedApp | None = None
+        self._id_jag_client: ClientCredentials | None = None
+        self._host_client: HostClient | None = None
         self._admin: AdminClient | None = None
         self._user_numbers = itertools.count(1)
 
@@ -131,7 +167,9 @@ class LocalStack:
                     auto_login=self.settings.auto_login,
                 )
             )
-            self._issuer = start_in_thread(app, sock, log_level=self.settings.log_level)
+            self._issuer = start_in_thread(
+                self.calls.wrap(app, "idp"), sock, log_level=self.settings.log_level
+            )
         except BaseException:
             sock.close()
             raise
@@ -149,15 +187,49 @@ class LocalStack:
                 issuer_url=self.issuer_url, resource_url=socket_url(sock) + MCP_PATH
             )
             app = fake_mcp_server.create_app(settings)
-            self._server = start_in_thread(app, sock, log_level=self.settings.log_level)
+            self._server = start_in_thread(
+                self.calls.wrap(app, "mcp"), sock, log_level=self.settings.log_level
+            )
         except BaseException:
             sock.close()
             raise
         return self
 
+    def start_id_jag_server(self) -> Self:
+        """Start the id-jag MCP server (`--auth id-jag`, trusting the issuer) if it is not running yet.
+
+        It runs its own authorization server at its origin, with one provisioned confidential
+        client for the host (`id_jag_client`).
+        """
+        self.start_issuer()
+        if self._id_jag_server is not None:
+            return self
+        sock = bind_loopback(self.settings.host, 0)
+        try:
+            credentials = ClientCredentials(HOST_AS_CLIENT_ID, new_secret())
+            settings = fake_mcp_server.ServerSettings(
+                issuer_url=self.issuer_url,
+                resource_url=socket_url(sock) + MCP_PATH,
+                authorization=AuthorizationServerSettings(
+                    trusted_idps=(self.issuer_url,), clients=(credentials,)
+                ),
+            )
+            app = fake_mcp_server.create_app(settings)
+            self._id_jag_server = start_in_thread(
+                self.calls.wrap(app, "mcp-id-jag"), sock, log_level=self.settings.log_level
+            )
+        except BaseException:
+            sock.close()
+            raise
+        self._id_jag_client = credentials
+        return self
+
     def stop(self) -> None:
-        server, issuer, admin = self._server, self._issuer, self._admin
-        self._server = self._issuer = self._admin = None
+        server, id_jag_server, issuer, admin = self._server, self._id_jag_server, self._issuer, self._admin
+        self._server = self._id_jag_server = self._issuer = self._admin = None
+        self._id_jag_client = self._host_client = None
+        if id_jag_server is not None:
+            id_jag_server.stop()
         if server is not None:
             server.stop()
         if admin is not None:
@@ -181,8 +253,37 @@ class LocalStack:
         return self._require(self._server, "MCP server").url + MCP_PATH
 
     @property
+    def id_jag_server_url(self) -> str:
+        """The id-jag MCP server's endpoint (its resource URL); its authorization server is at its origin."""
+        return self._require(self._id_jag_server, "id-jag MCP server").url + MCP_PATH
+
+    @property
+    def id_jag_client(self) -> AuthorizationServerClient:
+        """The host's client at the id-jag server's authorization server."""
+        credentials = self._require(self._id_jag_client, "id-jag MCP server")
+        return AuthorizationServerClient(
+            issuer=issuer_for(self.id_jag_server_url),
+            client_id=credentials.client_id,
+            client_secret=credentials.client_secret,
+        )
+
+    @property
     def admin(self) -> AdminClient:
         return self._require(self._admin, "issuer")
+
+    def host_client(self) -> HostClient:
+        """The host's confidential OAuth client at the IdP (code flow and token exchange), registered once."""
+        if self._host_client is None:
+            registered = self.admin.create_client(
+                client_name="mcp-idfwd host",
+                redirect_uris=[DEFAULT_REDIRECT_URI],
+                grant_types=["authorization_code", "refresh_token", TOKEN_EXCHANGE_GRANT],
+                token_endpoint_auth_method="client_secret_basic",
+            )
+            self._host_client = HostClient(
+                self.issuer_url, registered["client_id"], registered["client_secret"]
+            )
+        return self._host_client
 
     @staticmethod
     def _require(value: _T | None, what: str) -> _T:
@@ -232,6 +333,51 @@ class LocalStack:
             identity_mode=IdentityMode.parse(identity_mode),
         )
 
+    def allow_id_jag(self, tenant_id: str = "acme") -> None:
+        """Let the tenant's IdP policy give the host ID-JAGs for the id-jag server (deny by default)."""
+        self.allow_id_jag_for(tenant_id, self.id_jag_server_url, self.id_jag_client)
+
+    def allow_id_jag_for(self, tenant_id: str, server_url: str, client: AuthorizationServerClient) -> None:
+        """Allow ID-JAGs for MCP server `server_url`; its authorization server knows the host as `client`."""
+        self.admin.allow_id_jag(
+            tenant_id,
+            self.host_client().client_id,
+            client.issuer,
+            [server_url],
+            audience_client_id=client.client_id,
+        )
+
+    @asynccontextmanager
+    async def open_host(
+        self, tenant_id: str = "acme", *, id_tokens: IdTokenSource | None = None
+    ) -> AsyncIterator[StackHost]:
+        """A host runtime forwarding in `idp_token`, `token_exchange` and `id_jag` mode (each its own cache).
+
+        Starts the MCP server and the id-jag one if needed. Without `id_tokens`, users' ID tokens
+        come from signing them in at the issuer (which must run with `auto_login`).
+        """
+        self.start_server()
+        self.start_id_jag_server()
+        if id_tokens is None:
+            if not self.settings.auto_login:
+                raise RuntimeError("signing users in needs the stack's issuer to run with auto_login=True")
+            id_tokens = SignInIdTokens(self.host_client())
+        self.allow_id_jag(tenant_id)
+        async with open_host(
+            issuer_url=self.issuer_url,
+            inner_secret=self.secret,
+            host=self.host_client(),
+            id_tokens=id_tokens,
+            servers={
+                IdentityMode.IDP_TOKEN: self.server_url,
+                IdentityMode.TOKEN_EXCHANGE: self.server_url,
+                IdentityMode.ID_JAG: self.id_jag_server_url,
+            },
+            id_jag_clients={self.id_jag_server_url: self.id_jag_client},
+            tenant_id=tenant_id,
+        ) as host:
+            yield host
+
     @asynccontextmanager
     async def open_runtime(self, *, app_id: str = "") -> AsyncIterator[MCPToolRuntime]:
         """An `MCPToolRuntime` whose tokens come from this stack's issuer (own token cache)."""
@@ -243,3 +389,51 @@ class LocalStack:
             MCPToolRuntime(broker=TokenBroker(token_client)) as runtime,
         ):
             yield runtime
+
+
+@asynccontextmanager
+async def open_host(
+    *,
+    issuer_url: str,
+    inner_secret: str,
+    host: HostClient,
+    id_tokens: IdTokenSource,
+    servers: Mapping[IdentityMode, str],
+    id_jag_clients: Mapping[str, AuthorizationServerClient],
+    tenant_id: str = "acme",
+) -> AsyncIterator[StackHost]:
+    """A host runtime forwarding in every token mode to `servers[mode]` (each mode its own token cache).
+
+    The IdP is reached as `host` (its confidential client) for token exchange and ID-JAGs, and
+    through the inner issue-token API with `inner_secret` for `idp_token`.
+    """
+    idp = IdpClientSettings(
+        token_endpoint=host.token_endpoint, client_id=host.client_id, client_secret=host.client_secret
+    )
+    issuer_settings = EnterpriseTokenSettings(issuer_url=issuer_url, inner_api_secret=inner_secret)
+    async with (
+        EnterpriseTokenClient(issuer_settings) as token_client,
+        IdpTokenExchange(idp) as exchange,
+    ):
+        id_jag_source = IdJagSource(exchange, id_tokens, id_jag_clients)
+        brokers = {
+            IdentityMode.IDP_TOKEN: TokenBroker(token_client),
+            IdentityMode.TOKEN_EXCHANGE: TokenBroker(TokenExchangeSource(exchange, id_tokens)),
+            IdentityMode.ID_JAG: TokenBroker(id_jag_source),
+        }
+        providers = {
+            mode: MCPProvider(
+                provider_id=f"idfwd-{mode.value}",
+                tenant_id=tenant_id,
+                server_url=servers[mode],
+                name=f"mcp-idfwd local stack ({mode.value})",
+                identity_mode=mode,
+            )
+            for mode in TOKEN_MODES
+        }
+        async with MCPToolRuntime(
+            broker=brokers[IdentityMode.IDP_TOKEN],
+            token_exchange_broker=brokers[IdentityMode.TOKEN_EXCHANGE],
+            id_jag_broker=brokers[IdentityMode.ID_JAG],
+        ) as runtime:
+            yield StackHost(runtime, id_tokens, brokers, providers, id_jag_source)

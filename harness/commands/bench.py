@@ -31,6 +31,7 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {
     "e2e_overhead": Benchmark(writes_figures=False),
     "issuer_throughput": Benchmark(),
+    "modes": Benchmark(),
     "single_flight": Benchmark(),
     "verify": Benchmark(),
 }

@@ -19,7 +19,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Start an issuer and an MCP server on free loopback ports, create alice and bob with SSO "
             "grants, call tools as each through client_runtime, show the failures that matter, then sign "
-            "carol in with the MCP SDK's OAuth client (the browser flow, auto-login). "
+            "carol in with the MCP SDK's OAuth client (the browser flow, auto-login), and compare the "
+            "three forwarding modes (issue-token, RFC 8693 token exchange, ID-JAG) call by call. "
             "Exit 0 only if every step behaved as expected."
         ),
     )
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         print("mcp-idfwd demo: identity forwarding, end to end", flush=True)
         print(f"  issuer      {stack.issuer_url}", flush=True)
         print(f"  MCP server  {stack.server_url}", flush=True)
+        stack.start_id_jag_server()
+        print(f"  id-jag MCP  {stack.id_jag_server_url} (--auth id-jag, its own authorization server)")
         print("  users       acme/alice and acme/bob (signed in with SSO), acme/carol (never signed in)\n")
         steps = anyio.run(run_demo, stack, _print_step)
     passed = sum(step.ok for step in steps)

@@ -11,8 +11,8 @@ def test_demo_runs_end_to_end_and_reports_every_step() -> None:
     out = completed.stdout
     assert completed.returncode == 0, out + completed.stderr
     assert "Traceback" not in completed.stderr
-    assert "DEMO PASSED: all 6 steps behaved as expected" in out
-    for number in range(1, 7):
+    assert "DEMO PASSED: all 7 steps behaved as expected" in out
+    for number in range(1, 8):
         assert f"Step {number}:" in out
     assert " FAIL" not in out
     # Each user is seen as themselves, and only their own notes.
@@ -29,6 +29,14 @@ def test_demo_runs_end_to_end_and_reports_every_step() -> None:
     # An MCP SDK OAuth client signs carol in (auto-login) and the server sees carol.
     assert "carol (SDK OAuth client)" in out
     assert re.search(r"sub=[0-9a-f]{32} user=carol tenant=acme", out)
+    # The three forwarding modes, each with the calls it made and alice as the server saw her.
+    for mode in ("idp_token", "token_exchange", "id_jag"):
+        assert re.search(rf"alice, {mode}, first call .* sub=[0-9a-f]{{32}} user=alice", out)
+        assert re.search(rf"alice, {mode}, warm call +mcp(-id-jag)? POST /mcp +sub=", out)
+    assert "idp POST /inner/api/mcp/issue-token" in out
+    assert "idp POST /token token-exchange->access_token" in out
+    assert "idp POST /token token-exchange->id-jag" in out
+    assert "mcp-id-jag POST /token jwt-bearer" in out
     # Never a token in the report.
     assert "eyJ" not in out + completed.stderr
 
