@@ -14,8 +14,10 @@ __all__ = ["oauth_error_code", "oauth_refusal"]
 _SAFE_ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # The client's own credentials or registration: an operator must fix them.
 _CLIENT_ERRORS = ("invalid_client", "unauthorized_client")
-# The user's identity (a refused, expired or revoked subject token or grant) or the policy about it.
-_IDENTITY_ERRORS = ("invalid_grant", "access_denied")
+# The user's identity (a refused, expired or revoked subject token or grant) or the policy about it:
+# `invalid_target` is how RFC 8693 refuses a resource or audience the tenant's policy does not
+# allow, the same refusal as issue-token's 403 `policy_denied`.
+_IDENTITY_ERRORS = ("invalid_grant", "access_denied", "invalid_target")
 
 
 def oauth_error_code(response: httpx2.Response) -> str | None:
@@ -33,8 +35,8 @@ def oauth_refusal(response: httpx2.Response, *, party: str) -> MCPTokenError:
 
     A redirect is `MCPIssuerConfigError`, and so are `invalid_client` and `unauthorized_client`
     (also a bare 401);
-    `invalid_grant` and `access_denied` are `MCPIdentityRefreshError`; anything else
-    (`invalid_request`, `invalid_target`, `invalid_scope`, ...) a non-retriable `MCPTokenError`.
+    `invalid_grant`, `access_denied` and `invalid_target` (policy) are `MCPIdentityRefreshError`;
+    anything else (`invalid_request`, `invalid_scope`, ...) a non-retriable `MCPTokenError`.
     """
     status, code = response.status_code, oauth_error_code(response)
     described = f"HTTP {status}" + (f" {code}" if code else "")

@@ -33,7 +33,7 @@ SETTINGS = IdpClientSettings(
         (401, None, MCPIssuerConfigError),
         (400, "invalid_grant", MCPIdentityRefreshError),
         (403, "access_denied", MCPIdentityRefreshError),
-        (400, "invalid_target", MCPTokenError),
+        (400, "invalid_target", MCPIdentityRefreshError),
         (400, "invalid_request", MCPTokenError),
         (400, "invalid_scope", MCPTokenError),
     ],

@@ -203,7 +203,7 @@ async def test_id_jag_not_allowed_for_the_tenant_is_refused_without_retry(stack:
     tenant = "no-id-jag-policy"
     user = stack.new_user(tenant)
     async with _runtime(stack) as (runtime, _):
-        with pytest.raises(MCPTokenError) as caught:
+        with pytest.raises(MCPIdentityRefreshError) as caught:
             await whoami(runtime, _providers(stack, tenant)[IdentityMode.ID_JAG], user)  # type: ignore[arg-type]
     assert caught.value.status_code == 400 and not caught.value.retriable
     assert caught.value.error_code == "invalid_target"
