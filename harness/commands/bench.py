@@ -29,9 +29,10 @@ class Benchmark:
 
 
 BENCHMARKS: dict[str, Benchmark] = {
-    "e2e_overhead": Benchmark(writes_figures=False),
+    "e2e_overhead": Benchmark(),
     "issuer_throughput": Benchmark(),
     "single_flight": Benchmark(),
+    "token_cache": Benchmark(),
     "verify": Benchmark(),
 }
 
