@@ -1,7 +1,7 @@
 """End-to-end cost of identity forwarding: `whoami` with forwarding off, warm (reused or fresh MCP session),
 cold, and minting a token on every call (the seed's behaviour), measured side by side.
 
-    python bench/e2e_overhead.py [--calls 200] [--repeats 3] [--quick]
+    python bench/e2e_overhead.py [--calls 200] [--repeats 3] [--quick] [--json-out PATH]
 
 The issuer, the reference MCP server and a no-auth baseline server (bench/_servers.py and
 bench/_baseline.py: same tools and SDK stack, no Bearer check) run in one child process; the
@@ -22,7 +22,17 @@ from dataclasses import dataclass, field
 
 import anyio
 import httpx2
-from _support import machine_summary, markdown_table, median, ms, percentile, servers_process
+from _support import (
+    Measurement,
+    Report,
+    add_json_out_argument,
+    machine_summary,
+    markdown_table,
+    median,
+    ms,
+    percentile,
+    servers_process,
+)
 
 from client_runtime import (
     EnterpriseTokenClient,
@@ -44,6 +54,13 @@ GOAL_ON_OFF = 1.05
 GOAL_REUSED_VS_FRESH = 0.5
 GOAL_REUSED_VS_MINT = 0.4
 
+# The ratios the goals are about: (mode, other mode, goal).
+RATIOS = (
+    ("reused", "off", GOAL_ON_OFF),
+    ("reused", "fresh", GOAL_REUSED_VS_FRESH),
+    ("reused", "mint", GOAL_REUSED_VS_MINT),
+)
+
 # Row label of each mode, in the order of the table.
 MODES = {
     "off": "forwarding off, reused session (baseline server, no auth)",
@@ -52,6 +69,10 @@ MODES = {
     "cold": "cold: a user's first call (mint + open session + call)",
     "mint": "mint every call + fresh session (seed style)",
 }
+
+
+# Figure names of the forwarding work timed alone, in the order `measure` times it.
+ISOLATED = ("broker_cache_hit", "stamp_request", "verifier_cache_hit")
 
 
 @dataclass
@@ -72,6 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (default 3)")
     parser.add_argument("--warmup", type=int, default=15, help="unmeasured calls per mode first (default 15)")
     parser.add_argument("--quick", action="store_true", help="small run: 30 calls per mode and repeat")
+    add_json_out_argument(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.warmup = 30, 5
@@ -211,11 +233,31 @@ def row(label: str, runs: list[list[float]]) -> list[object]:
     ]
 
 
-def ratio(samples: Samples, mode: str, other: str, goal: float) -> list[object]:
+def medians_ratio(samples: Samples, mode: str, other: str) -> tuple[float, float]:
+    """mode ÷ other: by the lowest repeat medians, and by the medians of the repeat medians."""
     mine, theirs = repeat_medians(samples.runs[mode]), repeat_medians(samples.runs[other])
-    by_min, by_median = min(mine) / min(theirs), median(mine) / median(theirs)
+    return min(mine) / min(theirs), median(mine) / median(theirs)
+
+
+def ratio(samples: Samples, mode: str, other: str, goal: float) -> list[object]:
+    by_min, by_median = medians_ratio(samples, mode, other)
     verdict = "met" if by_median <= goal else "NOT met"
     return [f"ratio {mode} / {other}", "", f"{by_min:.3f}", f"{by_median:.3f}", f"goal <= {goal}: {verdict}"]
+
+
+def figures(samples: Samples) -> Report:
+    """Every mode with its samples, the goals' ratios (the table's median column) as headlines."""
+    report = Report("e2e_overhead")
+    for mode, label in MODES.items():
+        measurement = Measurement(tuple(tuple(run) for run in samples.runs[mode]))
+        report.measured(mode, measurement, "ms", label=f"whoami, {label}")
+    for mode, other, goal in RATIOS:
+        _, by_median = medians_ratio(samples, mode, other)
+        label = f"whoami {MODES[mode]} ÷ {MODES[other]} (goal <= {goal})"
+        report.add(f"{mode}_over_{other}", by_median, "x", label=label, headline=True)
+    for name, (label, seconds) in zip(ISOLATED, samples.isolated.items(), strict=True):
+        report.add(f"isolated.{name}", seconds * 1e6, "us", label=label)
+    return report
 
 
 def report(samples: Samples) -> None:
@@ -231,11 +273,7 @@ def report(samples: Samples) -> None:
     print()
     headers = ["whoami call", "repeats x n", "min ms", "median ms", "p95 ms"]
     rows = [row(label, samples.runs[mode]) for mode, label in MODES.items()]
-    rows += [
-        ratio(samples, "reused", "off", GOAL_ON_OFF),
-        ratio(samples, "reused", "fresh", GOAL_REUSED_VS_FRESH),
-        ratio(samples, "reused", "mint", GOAL_REUSED_VS_MINT),
-    ]
+    rows += [ratio(samples, mode, other, goal) for mode, other, goal in RATIOS]
     print(markdown_table(headers, rows))
     print()
     print(
@@ -248,7 +286,10 @@ def report(samples: Samples) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    report(anyio.run(measure, parse_args(argv)))
+    args = parse_args(argv)
+    samples = anyio.run(measure, args)
+    report(samples)
+    figures(samples).write(args.json_out)
     return 0
 
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
+import math
 import re
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -89,20 +92,83 @@ def _json_object(segment: str) -> dict[str, Any]:
 
 
 class _Verified:
-    """A token that passed every check, as the LRU keeps it: until its `exp` (rounded down), and
-    only while `trust` says the issuer still vouches for the key that verified it."""
+    """A token that passed every check, as the cache keeps it: what its `AccessToken` is made of,
+    except the token text (the caller presents that again on every hit).
 
-    __slots__ = ("access_token", "trust")
+    It is served until `expires_at` (its `exp` rounded down), and only while `trust` says the
+    issuer still vouches for the key that verified it. The claims are kept as a tuple of values
+    beside a tuple of names that tokens of one shape share: a dict of the same claims costs three
+    times the tuple.
+    """
 
-    def __init__(self, access_token: AccessToken, trust: KeyTrust) -> None:
-        self.access_token = access_token
+    __slots__ = ("claim_names", "claim_values", "client_id", "expires_at", "scopes", "subject", "trust")
+
+    def __init__(
+        self,
+        expires_at: int,
+        trust: KeyTrust,
+        access_token: AccessToken,
+        shared: Callable[[tuple[str, ...]], tuple[str, ...]],
+    ) -> None:
+        claims = access_token.claims or {}
+        self.expires_at = expires_at
         self.trust = trust
+        self.client_id = access_token.client_id
+        self.scopes = shared(tuple(access_token.scopes))
+        self.subject = access_token.subject
+        self.claim_names = shared(tuple(claims))
+        self.claim_values = tuple(claims.values())
+
+    def access_token(self, token: str, resource: str) -> AccessToken:
+        """A new `AccessToken` for `token`, the text this entry was found by."""
+        return _access_token(
+            {
+                "token": token,
+                "client_id": self.client_id,
+                "scopes": list(self.scopes),
+                "expires_at": self.expires_at,
+                "resource": resource,
+                "subject": self.subject,
+                # Both tuples come from one dict: the same length, in the same order.
+                "claims": dict(zip(self.claim_names, self.claim_values)),  # noqa: B905
+            }
+        )
 
 
 # Every AccessToken we build sets all its fields; pydantic would give each its own copy of this
-# set (some 700 bytes, a third of a cached token). Field assignment only ever adds a name that is
-# already in it, so one set serves them all.
+# set (some 700 bytes). Field assignment only ever adds a name that is already in it, so one set
+# serves them all.
 _ACCESS_TOKEN_FIELDS = set(AccessToken.model_fields)
+_new_object = object.__new__
+_set_slot = object.__setattr__
+
+
+def _access_token(fields: dict[str, Any]) -> AccessToken:
+    """An `AccessToken` of `fields` (every field, each already checked), built exactly as pydantic's
+    `model_construct` builds one, at a quarter of its cost: a cache hit builds one, and
+    `model_construct` loops over the model's fields and their aliases on every call.
+
+    tests/server/test_server_verifier.py checks that the two agree on this pydantic version.
+    """
+    built = _new_object(AccessToken)
+    _set_slot(built, "__dict__", fields)
+    _set_slot(built, "__pydantic_fields_set__", _ACCESS_TOKEN_FIELDS)
+    _set_slot(built, "__pydantic_extra__", None)
+    _set_slot(built, "__pydantic_private__", None)
+    return built
+
+
+# Cache keys: SHA-256 of the token text. A different token could only find another's entry by a
+# second preimage of SHA-256. The digest (32 bytes) is kept instead of the token text (600 and
+# more), and OpenSSL's SHA-256 takes less time than BLAKE2b here.
+_digest = hashlib.sha256
+
+# Recently used tokens kept in full beside the compact entries (some 1.6 KB each with their text).
+_RECENT_SIZE = 256
+
+# Distinct tuples of claim names or of scopes shared between cached tokens; an issuer mints a
+# handful of token shapes and scope sets.
+_MAX_SHARED_TUPLES = 256
 
 
 # The largest NumericDate we take: a float counts whole seconds exactly up to here, and no real
@@ -125,20 +191,41 @@ class JWKSTokenVerifier:
     """Verify JWT access/ID tokens signed with the issuer's published keys.
 
     Use `async with` (or call `aclose()`) to release the HTTP client it owns. Pass
-    `http_client` to use your own (it is then yours to close).
+    `http_client` to use your own (it is then yours to close). `clock` gives the time that `exp`,
+    `nbf` and `iat` are checked against, in seconds since the epoch.
     """
 
-    def __init__(self, settings: VerifierSettings, *, http_client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: VerifierSettings,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
+        self._clock = clock
         self._owns_client = http_client is None
         self._client = http_client or httpx.AsyncClient(timeout=settings.http_timeout, follow_redirects=False)
         self.jwks = JWKSCache(settings, self._client, on_withdrawn=self._forget_withdrawn)
         self._algorithms = frozenset(settings.algorithms)
         self._accepted_types = frozenset(_normalised_type(t) for t in settings.accepted_types)
         self._checked_headers: dict[str, dict[str, Any]] = {}
-        # Tokens that passed every check, keyed by the token itself: the AccessToken holds it
-        # anyway, and str hashing (SipHash, keyed per process) is cheaper than a SHA-256.
-        self._verified: OrderedDict[str, _Verified] = OrderedDict()
+        # Tokens that passed every check, by the SHA-256 of their text, least recently used first.
+        self._verified: OrderedDict[bytes, _Verified] = OrderedDict()
+        # The few most recently used of them again, by their text, with the AccessToken built:
+        # a hit here costs neither the SHA-256 nor building the AccessToken. Each is served only
+        # while its entry in `_verified` is (and by that entry's checks).
+        self._recent: OrderedDict[str, tuple[AccessToken, bytes, _Verified]] = OrderedDict()
+        self._recent_size = min(settings.cache_size, _RECENT_SIZE)
+        # No remembered token expires before this moment (a lower bound: entries that leave early
+        # do not raise it); a full cache sweeps out the expired ones only once it has passed.
+        self._earliest_expiry = math.inf
+        self._shared_tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    @property
+    def cached_tokens(self) -> int:
+        """How many verified tokens are remembered now (a number for metrics and tests)."""
+        return len(self._verified)
 
     def __repr__(self) -> str:
         return f"JWKSTokenVerifier(audience={self.settings.audience!r}, issuer={self.settings.issuer!r})"
@@ -172,20 +259,39 @@ class JWKSTokenVerifier:
             raise TokenRejected("token too large")
         if not token.isascii():
             raise TokenRejected("malformed token")
-        remembered = self._verified.get(token)
+        recent = self._recent.get(token)
+        if recent is not None:
+            access_token, key, remembered = recent
+            if self._servable(remembered) and self._verified.get(key) is remembered:
+                self._verified.move_to_end(key)
+                self._recent.move_to_end(token)
+                return access_token
+            del self._recent[token]
+        key = _digest(token.encode("ascii")).digest()
+        remembered = self._verified.get(key)
         if remembered is not None:
-            access_token = remembered.access_token
-            # Only tokens with an exp are remembered; expires_at holds it rounded down.
-            unexpired = time.time() < access_token.expires_at  # type: ignore[operator]
-            if unexpired and self.jwks.clock() < remembered.trust.confirmed_until:
-                self._verified.move_to_end(token)
+            if self._servable(remembered):
+                self._verified.move_to_end(key)
+                access_token = remembered.access_token(token, self.settings.audience)
+                self._keep_recent(token, access_token, key, remembered)
                 return access_token
             # Expired, or the key set that vouched for its key has gone stale: check it afresh,
             # which refreshes the keys (or finds the key withdrawn).
-            del self._verified[token]
+            del self._verified[key]
         access_token, trust = await self._verify_fresh(token)
-        self._remember(token, access_token, trust)
+        remembered = self._remember(key, access_token, trust)
+        if remembered is not None:
+            self._keep_recent(token, access_token, key, remembered)
         return access_token
+
+    def _servable(self, remembered: _Verified) -> bool:
+        """Whether a remembered token may be answered from the cache: unexpired, its key still vouched for."""
+        return self._clock() < remembered.expires_at and self.jwks.clock() < remembered.trust.confirmed_until
+
+    def _keep_recent(self, token: str, access_token: AccessToken, key: bytes, remembered: _Verified) -> None:
+        self._recent[token] = (access_token, key, remembered)
+        if len(self._recent) > self._recent_size:
+            self._recent.popitem(last=False)
 
     async def _verify_fresh(self, token: str) -> tuple[AccessToken, KeyTrust]:
         if _COMPACT_JWS.fullmatch(token) is None:
@@ -200,7 +306,7 @@ class JWKSTokenVerifier:
             raise TokenRejected("bad signature")
         claims = _json_object(payload_segment)
         self._check_claims(claims)
-        return self._access_token(token, claims), trust
+        return self._verified_access_token(token, claims), trust
 
     def _checked_header(self, segment: str) -> dict[str, Any]:
         """The JOSE header, if it may go on to key lookup and signature verification."""
@@ -244,7 +350,7 @@ class JWKSTokenVerifier:
         for name in settings.required_claims:
             if claims.get(name) is None:
                 raise TokenRejected(f"missing {name} claim")
-        now = time.time()
+        now = self._clock()
         for name in ("exp", "nbf", "iat"):
             value = claims.get(name)
             if value is not None and not _is_time(value):
@@ -289,37 +395,67 @@ class JWKSTokenVerifier:
         if jti is not None and not isinstance(jti, str):
             raise TokenRejected("invalid jti claim")
 
-    def _access_token(self, token: str, claims: dict[str, Any]) -> AccessToken:
+    def _verified_access_token(self, token: str, claims: dict[str, Any]) -> AccessToken:
         client_id = claims.get("client_id", claims.get("azp", ""))
         if not isinstance(client_id, str):
             raise TokenRejected("invalid client_id claim")
         expires_at = claims.get("exp")
         # Every field was checked above (claims are a JSON object, `sub` a string or absent).
-        return AccessToken.model_construct(
-            _ACCESS_TOKEN_FIELDS,
-            token=token,
-            client_id=client_id,
-            scopes=_scopes(claims),
-            expires_at=int(expires_at) if expires_at is not None else None,
-            resource=self.settings.audience,
-            subject=claims.get("sub"),
-            claims=claims,
+        return _access_token(
+            {
+                "token": token,
+                "client_id": client_id,
+                "scopes": _scopes(claims),
+                "expires_at": int(expires_at) if expires_at is not None else None,
+                "resource": self.settings.audience,
+                "subject": claims.get("sub"),
+                "claims": claims,
+            }
         )
 
-    def _remember(self, token: str, access_token: AccessToken, trust: KeyTrust) -> None:
-        exp = (access_token.claims or {}).get("exp")
+    def _remember(self, key: bytes, access_token: AccessToken, trust: KeyTrust) -> _Verified | None:
+        expires_at = access_token.expires_at
+        now = self._clock()
         # Only tokens with an exp still ahead: a cached answer must never outlive the token.
-        if self.settings.cache_size == 0 or exp is None or exp <= time.time():
-            return
-        self._verified[token] = _Verified(access_token, trust)
-        if len(self._verified) > self.settings.cache_size:
+        if self.settings.cache_size == 0 or expires_at is None or expires_at <= now:
+            return None
+        if len(self._verified) >= self.settings.cache_size:
+            self._make_room(now)
+        remembered = _Verified(expires_at, trust, access_token, self._shared)
+        self._verified[key] = remembered
+        self._earliest_expiry = min(self._earliest_expiry, expires_at)
+        return remembered
+
+    def _shared(self, values: tuple[str, ...]) -> tuple[str, ...]:
+        """`values`, or an equal tuple already kept, so that cached tokens share one copy."""
+        shared = self._shared_tuples.get(values)
+        if shared is not None:
+            return shared
+        if len(self._shared_tuples) < _MAX_SHARED_TUPLES:
+            self._shared_tuples[values] = values
+        return values
+
+    def _make_room(self, now: float) -> None:
+        """Free one place in the full cache: every expired entry if one may have expired, else the LRU one."""
+        if now >= self._earliest_expiry:
+            expired = [
+                key
+                for key, entry in self._verified.items()
+                if entry.expires_at <= now or entry.trust.withdrawn
+            ]
+            for key in expired:
+                del self._verified[key]
+            self._earliest_expiry = min(
+                (entry.expires_at for entry in self._verified.values()), default=math.inf
+            )
+        if len(self._verified) >= self.settings.cache_size:
             self._verified.popitem(last=False)
 
     def _forget_withdrawn(self) -> None:
         """Drop every remembered token whose key the issuer no longer publishes."""
-        withdrawn = [token for token, entry in self._verified.items() if entry.trust.withdrawn]
-        for token in withdrawn:
-            del self._verified[token]
+        withdrawn = [key for key, entry in self._verified.items() if entry.trust.withdrawn]
+        for key in withdrawn:
+            del self._verified[key]
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:

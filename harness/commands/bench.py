@@ -29,10 +29,11 @@ class Benchmark:
 
 
 BENCHMARKS: dict[str, Benchmark] = {
-    "e2e_overhead": Benchmark(writes_figures=False),
+    "e2e_overhead": Benchmark(),
     "issuer_throughput": Benchmark(),
     "modes": Benchmark(),
     "single_flight": Benchmark(),
+    "token_cache": Benchmark(),
     "verify": Benchmark(),
 }
 

@@ -14,7 +14,7 @@ from harness.cli import main
 from harness.commands import bench
 from harness.commands._bench_figures import HEADLINE_BEGIN, HEADLINE_END
 
-UNITS = {"us", "ms", "s", "req/s", "ops/s", "x", "count"}
+UNITS = {"us", "ms", "s", "req/s", "ops/s", "x", "count", "B"}
 # verify.py's peers come with the bench extra; without it their rows are left out.
 OPTIONAL_PEERS = [name for name in ("fastmcp", "authlib", "joserfc") if importlib.util.find_spec(name)]
 VERIFIERS = ["ours_fresh", "ours_hit", "pyjwkclient", "pyjwt_floor", *OPTIONAL_PEERS]

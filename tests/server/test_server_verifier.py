@@ -14,9 +14,11 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from mcp.server.auth.provider import AccessToken
 from server_support import JWKSHost, Keys, RunningServer, SigningKey, mint
 
 from fake_mcp_server import JWKSTokenVerifier, SigningKeysUnavailable, TokenRejected, VerifierSettings
+from fake_mcp_server import verifier as verifier_module
 from fake_mcp_server.jwks import JWKSCache
 
 pytestmark = pytest.mark.anyio
@@ -114,6 +116,137 @@ async def test_cache_is_bounded_lru(jwks_host: JWKSHost, keys: Keys, count_decod
         assert len(count_decodes) == 3
         await verifier.verify(second)
         assert len(count_decodes) == 4
+
+
+class WallClock:
+    """The verifier's clock for exp, nbf and iat: the real time, moved on by the test."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+
+@pytest.fixture
+def compact_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No recently-used tier: every cache hit is served from the compact, digest-keyed entries."""
+    monkeypatch.setattr(verifier_module, "_RECENT_SIZE", 0)
+
+
+async def test_full_cache_drops_every_expired_token_before_any_live_one(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    clock = WallClock()
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, cache_size=3)
+    async with JWKSTokenVerifier(settings, clock=clock) as verifier:
+        now = int(time.time())
+        short = [_token(jwks_host, keys.ec, claims={"exp": now + 60}) for _ in range(2)]
+        live = _token(jwks_host, keys.ec, claims={"exp": now + 600})
+        for token in (*short, live):  # `live` is the most recently used
+            await verifier.verify(token)
+        assert verifier.cached_tokens == 3
+
+        clock.ahead = 120  # both short-lived tokens are now past exp (and past the leeway)
+        await verifier.verify(_token(jwks_host, keys.ec, claims={"exp": now + 600}))
+        # Both expired entries went at once; the least recently used live one stayed.
+        assert verifier.cached_tokens == 2
+        decodes = len(count_decodes)
+        await verifier.verify(live)
+        assert len(count_decodes) == decodes
+        with pytest.raises(TokenRejected, match="token expired"):
+            await verifier.verify(short[0])
+
+
+async def test_full_cache_of_live_tokens_drops_the_least_recently_used(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    clock = WallClock()
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, cache_size=2)
+    async with JWKSTokenVerifier(settings, clock=clock) as verifier:
+        now = int(time.time())
+        first, second = (_token(jwks_host, keys.ec, claims={"exp": now + 60}) for _ in range(2))
+        await verifier.verify(first)
+        await verifier.verify(second)
+        clock.ahead = 30  # nothing has expired yet: one place is made, by the LRU rule
+        await verifier.verify(_token(jwks_host, keys.ec))
+        assert verifier.cached_tokens == 2
+        decodes = len(count_decodes)
+        await verifier.verify(second)
+        assert len(count_decodes) == decodes
+        await verifier.verify(first)
+        assert len(count_decodes) == decodes + 1
+
+
+async def test_expired_token_met_in_the_cache_is_dropped(
+    verifier: JWKSTokenVerifier, jwks_host: JWKSHost, keys: Keys
+) -> None:
+    clock = WallClock()
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)
+    async with JWKSTokenVerifier(settings, clock=clock) as verifier:
+        token = _token(jwks_host, keys.ec, claims={"exp": int(time.time()) + 60})
+        await verifier.verify(token)
+        assert verifier.cached_tokens == 1
+        clock.ahead = 120
+        with pytest.raises(TokenRejected, match="token expired"):
+            await verifier.verify(token)
+        assert verifier.cached_tokens == 0
+
+
+@pytest.mark.usefixtures("compact_only")
+async def test_tokens_with_the_same_claims_never_share_an_entry(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    # ES256 signatures are randomised: two valid tokens of one header and payload, different text.
+    claims = {"jti": "one-jti", "iat": int(time.time())}
+    first, second = (_token(jwks_host, keys.ec, claims=claims) for _ in range(2))
+    assert first != second and first.rsplit(".", 1)[0] == second.rsplit(".", 1)[0]
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        await verifier.verify(first)
+        await verifier.verify(second)
+        assert verifier.cached_tokens == 2
+        for token in (first, second, first, second):
+            assert (await verifier.verify(token)).token == token
+        assert len(count_decodes) == 2
+
+
+@pytest.mark.usefixtures("compact_only")
+async def test_other_text_for_a_cached_token_is_checked_not_served(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    token = _token(jwks_host, keys.ec)
+    header, payload, signature = token.split(".")
+    # The same signature bytes spelt another way: 64 bytes fill 86 base64url characters with two
+    # bits to spare, and flipping a spare bit changes the text but not the bytes.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    respelt = signature[:-1] + alphabet[alphabet.index(signature[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(respelt + "==") == base64.urlsafe_b64decode(signature + "==")
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        await verifier.verify(token)
+        for other in (f"{header}.{payload}.{respelt}", f"{header}.{payload}.{signature}x"):
+            with pytest.raises(TokenRejected):
+                await verifier.verify(other)
+        assert verifier.cached_tokens == 1
+        assert (await verifier.verify(token)).token == token
+        assert len(count_decodes) == 3  # the two impostors were checked in full
+
+
+@pytest.mark.usefixtures("compact_only")
+async def test_compact_cache_hit_gives_the_access_token_a_fresh_check_gives(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    token = _token(jwks_host, keys.ec, claims={"scope": "notes:read notes:write", "sub": "alice"})
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        fresh = await verifier.verify(token)
+        hit = await verifier.verify(token)
+    assert len(count_decodes) == 1
+    assert hit is not fresh and hit.claims is not fresh.claims and hit.scopes is not fresh.scopes
+    # Built as pydantic's model_construct builds it: same fields, same pydantic state.
+    expected = AccessToken.model_construct(set(AccessToken.model_fields), **fresh.model_dump())
+    assert hit == fresh == expected
+    assert hit.__getstate__() == expected.__getstate__()
+    assert hit.model_fields_set == expected.model_fields_set
+    assert hit.token == token and hit.scopes == ["notes:read", "notes:write"]
 
 
 async def test_oversized_token_is_refused_before_parsing(
