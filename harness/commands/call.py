@@ -61,6 +61,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--user", required=True, help="the end user the call is made for")
     parser.add_argument("--tool", required=True, help="tool name, e.g. whoami")
     parser.add_argument("--args", type=_json_object, default={}, help="tool arguments as a JSON object")
+    # examples/forward_identity.py once spelled it `--arguments`: accepted, not advertised.
+    parser.add_argument("--arguments", type=_json_object, dest="args", help=argparse.SUPPRESS)
     parser.add_argument("--user-type", choices=("account", "end_user"), default="account")
     parser.add_argument("--app-id", default="", help="app id sent to the issuer (default: empty)")
     parser.add_argument(
