@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -12,20 +11,20 @@ import anyio
 from mcp.types import CallToolResult, TextContent
 
 from client_runtime import (
-    EnterpriseTokenClient,
     EnterpriseTokenSettings,
-    IdentityMode,
-    MCPIdentityForwardingError,
     MCPIssuerConfigError,
     MCPProvider,
     MCPProviderConfigError,
     MCPTokenError,
     MCPToolInvocationError,
-    MCPToolRuntime,
-    TokenBroker,
 )
-
-SECRET_ENV = "MCP_IDFWD_ISSUER_SECRET"
+from harness.commands._forwarding import (
+    add_forwarding_arguments,
+    configure,
+    open_runtime,
+    report_failure,
+    report_invalid_configuration,
+)
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -49,27 +48,11 @@ def register(subparsers: Any) -> None:
             "exception and what a host should tell its user; exit 1."
         ),
     )
-    parser.add_argument("--issuer", required=True, help="issuer base URL")
-    parser.add_argument(
-        "--secret",
-        default=os.environ.get(SECRET_ENV),
-        required=SECRET_ENV not in os.environ,
-        help=f"the issuer's inner API secret (default: ${SECRET_ENV})",
-    )
-    parser.add_argument("--tenant", required=True, help="tenant id")
-    parser.add_argument("--server", required=True, help="MCP endpoint URL (also the token's audience)")
-    parser.add_argument("--user", required=True, help="the end user the call is made for")
+    add_forwarding_arguments(parser)
     parser.add_argument("--tool", required=True, help="tool name, e.g. whoami")
     parser.add_argument("--args", type=_json_object, default={}, help="tool arguments as a JSON object")
     # examples/forward_identity.py once spelled it `--arguments`: accepted, not advertised.
     parser.add_argument("--arguments", type=_json_object, dest="args", help=argparse.SUPPRESS)
-    parser.add_argument("--user-type", choices=("account", "end_user"), default="account")
-    parser.add_argument("--app-id", default="", help="app id sent to the issuer (default: empty)")
-    parser.add_argument(
-        "--allow-insecure-http",
-        action="store_true",
-        help="allow plain http:// to --issuer and --server off loopback (secrets travel in clear text)",
-    )
     parser.set_defaults(run=run)
 
 
@@ -81,30 +64,10 @@ def _result_text(result: CallToolResult) -> str:
     )
 
 
-def _configure(args: argparse.Namespace) -> tuple[MCPProvider, EnterpriseTokenSettings]:
-    provider = MCPProvider(
-        provider_id="cli",
-        tenant_id=args.tenant,
-        server_url=args.server,
-        identity_mode=IdentityMode.IDP_TOKEN,
-        allow_insecure_http=args.allow_insecure_http,
-    )
-    settings = EnterpriseTokenSettings(
-        issuer_url=args.issuer,
-        inner_api_secret=args.secret,
-        app_id=args.app_id,
-        allow_insecure_http=args.allow_insecure_http,
-    )
-    return provider, settings
-
-
 async def _call(
     args: argparse.Namespace, provider: MCPProvider, settings: EnterpriseTokenSettings
 ) -> CallToolResult:
-    async with (
-        EnterpriseTokenClient(settings) as token_client,
-        MCPToolRuntime(broker=TokenBroker(token_client)) as runtime,
-    ):
+    async with open_runtime(settings) as runtime:
         return await runtime.invoke(
             provider, args.tool, args.args, tenant_id=args.tenant, user_id=args.user, user_type=args.user_type
         )
@@ -112,25 +75,13 @@ async def _call(
 
 def run(args: argparse.Namespace) -> int:
     try:
-        provider, settings = _configure(args)
+        provider, settings = configure(args)
     except (MCPProviderConfigError, MCPIssuerConfigError) as exc:
-        hint = " (--allow-insecure-http)" if "allow_insecure_http" in str(exc) else ""
-        print(f"call: invalid configuration: {exc}{hint}", file=sys.stderr)
-        return 2
+        return report_invalid_configuration("call", exc)
     try:
         result = anyio.run(_call, args, provider, settings)
-    except MCPProviderConfigError as exc:
-        print(f"call: invalid configuration: {exc}", file=sys.stderr)
-        return 2
-    except MCPIdentityForwardingError as exc:
-        reason = exc.reason or "no reason given"
-        print(f"call: {args.server} refused the token (HTTP {exc.status_code}): {reason}", file=sys.stderr)
-        print(f"  a host would tell its user: {exc.user_message}", file=sys.stderr)
-        return 1
-    except (MCPTokenError, MCPToolInvocationError) as exc:
-        print(f"call: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print(f"  a host would tell its user: {exc.user_message}", file=sys.stderr)
-        return 1
+    except (MCPProviderConfigError, MCPTokenError, MCPToolInvocationError) as exc:
+        return report_failure("call", args, exc)
     if result.is_error:
         print(f"call: the tool reported an error:\n{_result_text(result)}", file=sys.stderr)
         return 1
