@@ -16,6 +16,7 @@ __all__ = [
     "ServerSettings",
     "VerifierSettings",
     "require_secure_transport",
+    "same_issuer",
 ]
 
 # The asymmetric algorithms a verifier can accept, each with the JWK key type and curves it needs.
@@ -45,6 +46,25 @@ DEFAULT_ALGORITHMS: tuple[str, ...] = (
     "ES384",
     "EdDSA",
 )
+
+
+def _without_root_slash(url: str) -> str:
+    if url.endswith("/") and urlsplit(url).path == "/":
+        return url[:-1]
+    return url
+
+
+def same_issuer(configured: str, named: object) -> bool:
+    """Whether `named` (a token's `iss`, a discovery document's `issuer`) is the configured issuer.
+
+    Issuer identifiers compare as strings (RFC 8414 §3.3, OIDC Discovery §4.3), with one
+    exception: an origin with and without its root slash (`https://idp.example/` and
+    `https://idp.example`) is the same URL (RFC 3986 §6.2.3), and issuers differ in which they
+    put in `iss`. Any other path compares exactly: `/tenant` and `/tenant/` are two issuers.
+    """
+    if not isinstance(named, str):
+        return False
+    return named == configured or _without_root_slash(named) == _without_root_slash(configured)
 
 
 def _require_http_url(name: str, value: str, allow_insecure_http: bool) -> None:

@@ -95,6 +95,17 @@ def _server_failure(server: str, exc: MCPToolInvocationError) -> str:
     return f"{server} answered HTTP {exc.status_code}: {exc}"
 
 
+def _audience_hint(server: str, exc: MCPIdentityForwardingError) -> str:
+    # The token's audience is --server as given, and a server compares its resource URL exactly
+    # (RFC 8707, RFC 9728 §3.3): unlike an issuer's root slash, `/mcp/` is not `/mcp`.
+    if exc.error_description != "wrong audience":
+        return ""
+    exactly = "; --server is the token's audience and must be the server's URL exactly"
+    if server.endswith("/"):
+        return f"{exactly}: try it without the trailing slash"
+    return f"{exactly}, as the server prints it"
+
+
 def report_invalid_configuration(command: str, exc: Exception) -> int:
     hint = " (--allow-insecure-http)" if "allow_insecure_http" in str(exc) else ""
     print(f"{command}: invalid configuration: {exc}{hint}", file=sys.stderr)
@@ -108,7 +119,9 @@ def report_failure(command: str, args: argparse.Namespace, exc: Exception) -> in
     if isinstance(exc, MCPIdentityForwardingError):
         reason = exc.reason or "no reason given"
         refused = f"refused the token (HTTP {exc.status_code})"
-        print(f"{command}: {args.server} {refused}: {reason}", file=sys.stderr)
+        print(
+            f"{command}: {args.server} {refused}: {reason}{_audience_hint(args.server, exc)}", file=sys.stderr
+        )
     elif isinstance(exc, MCPToolInvocationError):
         print(f"{command}: {_server_failure(args.server, exc)}", file=sys.stderr)
     elif isinstance(exc, MCPTokenError):

@@ -96,3 +96,26 @@ def test_an_unreachable_server_is_called_unreachable(
         hint
         == "  a host would tell its user: The tool's server could not be reached. Please try again later."
     )
+
+
+def test_call_takes_the_issuer_with_or_without_its_trailing_slash(
+    local_stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = local_stack.new_user("acme", prefix="slash")
+    for issuer in (local_stack.issuer_url, local_stack.issuer_url + "/"):
+        argv = _argv("call", local_stack, user, local_stack.server_url, "--tool=whoami")
+        argv[1] = f"--issuer={issuer}"
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["iss"] == local_stack.issuer_url
+
+
+def test_call_explains_a_server_url_with_a_trailing_slash(
+    local_stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = local_stack.new_user("acme", prefix="slash")
+    server = local_stack.server_url + "/"
+    assert main(_argv("call", local_stack, user, server, "--tool=whoami")) == 1
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"call: {server} refused the token (HTTP 401): invalid_token (wrong audience); --server is the"
+        " token's audience and must be the server's URL exactly: try it without the trailing slash"
+    )
