@@ -58,6 +58,9 @@ class StackSettings:
     # The issuer answers an authorization request with `login_hint=<tenant>/<user>` for an
     # existing user straight away, without its sign-in page (for headless OAuth clients).
     auto_login: bool = False
+    # Hold the database's lock (`fake_enterprise.DatabaseLock`) while the issuer runs, so a second
+    # issuer on the same `db_path` is refused (`up` sets it).
+    exclusive_db: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class LocalStack:
                     token_ttl=self.settings.token_ttl,
                     token_profile=self.settings.token_profile,
                     auto_login=self.settings.auto_login,
+                    exclusive_db=self.settings.exclusive_db,
                 )
             )
             self._issuer = start_in_thread(app, sock, log_level=self.settings.log_level)

@@ -11,6 +11,7 @@ from typing import Any
 from fake_enterprise import (
     SIGNING_ALGORITHMS,
     TOKEN_PROFILES,
+    DatabasePathError,
     DataKeyError,
     IssuerSettings,
     StorageTamperedError,
@@ -76,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         sock = bind_loopback(args.host, args.port)
     except OSError as exc:
-        print(f"mcp-idfwd issuer: cannot bind {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"mcp-idfwd issuer: {exc} (choose another with --port, or --port=0 for a free one)",
+            file=sys.stderr,
+        )
         return 1
     with sock:
         url = socket_url(sock)
@@ -90,9 +94,17 @@ def run(args: argparse.Namespace) -> int:
                 token_ttl=args.token_ttl,
                 token_profile=args.token_profile,
                 auto_login=args.auto_login,
+                exclusive_db=True,
             )
             app = create_app(settings)
-        except (ValueError, DataKeyError, StorageTamperedError, OSError, sqlite3.Error) as exc:
+        except (
+            ValueError,
+            DatabasePathError,
+            DataKeyError,
+            StorageTamperedError,
+            OSError,
+            sqlite3.Error,
+        ) as exc:
             print(f"mcp-idfwd issuer: {exc}", file=sys.stderr)
             return 1
         print(f"issuer: {url}")

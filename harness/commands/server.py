@@ -148,7 +148,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         sock = bind_loopback(args.host, args.port)
     except OSError as exc:
-        print(f"mcp-idfwd server: cannot bind {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"mcp-idfwd server: {exc} (choose another with --port, or --port=0 for a free one)",
+            file=sys.stderr,
+        )
         return 1
     with sock:
         resource_url = args.resource_url or socket_url(sock) + "/mcp"

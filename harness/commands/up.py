@@ -13,8 +13,15 @@ import sys
 import threading
 from typing import Any
 
-from fake_enterprise import SIGNING_ALGORITHMS, AdminAPIError, DataKeyError, StorageTamperedError
+from fake_enterprise import (
+    SIGNING_ALGORITHMS,
+    AdminAPIError,
+    DatabasePathError,
+    DataKeyError,
+    StorageTamperedError,
+)
 from harness.commands._arguments import loopback_host, port, positive_int
+from harness.servers import PortUnavailableError
 from harness.stack import LocalStack, StackSettings
 
 SECRET_ENV = "MCP_IDFWD_ISSUER_SECRET"
@@ -123,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         alg=args.alg,
         token_ttl=args.token_ttl,
         auto_login=args.auto_login,
+        exclusive_db=True,
     )
     users = [user.strip() for user in args.users.split(",") if user.strip()]
     # SIGTERM stops us the way Ctrl-C does: as KeyboardInterrupt, unwinding through `with`.
@@ -138,7 +146,14 @@ def run(args: argparse.Namespace) -> int:
                 threading.Event().wait()
             except KeyboardInterrupt:
                 print("mcp-idfwd up: stopping", file=sys.stderr, flush=True)
-    except (OSError, ValueError, DataKeyError, StorageTamperedError, sqlite3.Error) as exc:
+    except PortUnavailableError as exc:
+        flag = "--issuer-port" if exc.port == args.issuer_port else "--server-port"
+        print(
+            f"mcp-idfwd up: cannot start: {exc} (choose another with {flag}, or 0 for a free one)",
+            file=sys.stderr,
+        )
+        return 1
+    except (OSError, ValueError, DatabasePathError, DataKeyError, StorageTamperedError, sqlite3.Error) as exc:
         print(f"mcp-idfwd up: cannot start: {exc}", file=sys.stderr)
         return 1
     finally:
