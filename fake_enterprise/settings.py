@@ -9,7 +9,9 @@ from urllib.parse import urlsplit
 
 __all__ = ["SIGNING_ALGORITHMS", "TOKEN_PROFILES", "IssuerSettings"]
 
-SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+# `Ed25519` is RFC 9864's fully-specified name for EdDSA over Ed25519: the same key and signature
+# as `EdDSA`, but a verifier that allows it cannot be talked into another curve.
+SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA", "Ed25519")
 TOKEN_PROFILES = ("id_token", "access_token")
 
 

@@ -36,6 +36,7 @@ from jwt.exceptions import PyJWTError
 from fake_mcp_server.errors import IssuerCheckFailed, SigningKeysUnavailable, TokenRejected
 from fake_mcp_server.settings import (
     ALGORITHM_KEY_TYPES,
+    PYJWT_EQUIVALENTS,
     VerifierSettings,
     require_secure_transport,
     same_issuer,
@@ -128,7 +129,7 @@ class _KeySet:
         for entry in candidates:
             if _fits(entry, alg):
                 try:
-                    key = PyJWK(entry, algorithm=alg)
+                    key = PyJWK(entry, algorithm=PYJWT_EQUIVALENTS.get(alg, alg))
                 except PyJWTError:
                     raise TokenRejected("unusable signing key") from None
                 if key.Algorithm.check_key_length(key.key) is not None:
@@ -159,7 +160,10 @@ def _fits(entry: Mapping[str, Any], alg: str) -> bool:
     kty, curves = ALGORITHM_KEY_TYPES[alg]
     if entry.get("kty") != kty or (curves is not None and entry.get("crv") not in curves):
         return False
-    return entry.get("alg", alg) == alg
+    published = entry.get("alg", alg)
+    # An Ed25519 key published for `EdDSA` also signs as `Ed25519` (RFC 9864 §2.2), and back:
+    # the curve was checked above, so the names say the same thing here.
+    return published == alg or {published, alg} == {"EdDSA", "Ed25519"}
 
 
 def _cache_lifetime(headers: httpx.Headers) -> float | None:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALGORITHM_KEY_TYPES",
     "DEFAULT_ALGORITHMS",
+    "PYJWT_EQUIVALENTS",
     "ServerSettings",
     "VerifierSettings",
     "require_secure_transport",
@@ -33,7 +34,12 @@ ALGORITHM_KEY_TYPES: dict[str, tuple[str, frozenset[str] | None]] = {
     "ES384": ("EC", frozenset({"P-384"})),
     "ES512": ("EC", frozenset({"P-521"})),
     "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
+    # RFC 9864's fully-specified name: EdDSA over Ed25519 and no other curve.
+    "Ed25519": ("OKP", frozenset({"Ed25519"})),
 }
+
+# RFC 9864 names PyJWT does not know, with the PyJWT algorithm that computes the same signature.
+PYJWT_EQUIVALENTS: dict[str, str] = {"Ed25519": "EdDSA"}
 
 DEFAULT_ALGORITHMS: tuple[str, ...] = (
     "RS256",
@@ -45,6 +51,7 @@ DEFAULT_ALGORITHMS: tuple[str, ...] = (
     "ES256",
     "ES384",
     "EdDSA",
+    "Ed25519",
 )
 
 
