@@ -9,12 +9,13 @@ issuer's `iss`, the server's resource URL) is known up front.
 from __future__ import annotations
 
 import itertools
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import fake_enterprise
 import fake_mcp_server
@@ -27,6 +28,7 @@ from client_runtime import (
     TokenBroker,
 )
 from fake_enterprise import AdminClient
+from harness.access_log import AccessLogMiddleware
 from harness.generated_secrets import new_secret
 from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
 
@@ -61,6 +63,9 @@ class StackSettings:
     # Hold the database's lock (`fake_enterprise.DatabaseLock`) while the issuer runs, so a second
     # issuer on the same `db_path` is refused (`up` sets it).
     exclusive_db: bool = False
+    # One line per request on the loggers `mcp_idfwd.access.issuer` and `mcp_idfwd.access.server`
+    # (`harness.access_log`: no token or secret in them).
+    access_log: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,9 @@ class LocalStack:
                     exclusive_db=self.settings.exclusive_db,
                 )
             )
-            self._issuer = start_in_thread(app, sock, log_level=self.settings.log_level)
+            self._issuer = start_in_thread(
+                self._logged(app, "issuer"), sock, log_level=self.settings.log_level
+            )
         except BaseException:
             sock.close()
             raise
@@ -153,11 +160,18 @@ class LocalStack:
                 issuer_url=self.issuer_url, resource_url=socket_url(sock) + MCP_PATH
             )
             app = fake_mcp_server.create_app(settings)
-            self._server = start_in_thread(app, sock, log_level=self.settings.log_level)
+            self._server = start_in_thread(
+                self._logged(app, "server"), sock, log_level=self.settings.log_level
+            )
         except BaseException:
             sock.close()
             raise
         return self
+
+    def _logged(self, app: Any, role: str) -> Any:
+        if not self.settings.access_log:
+            return app
+        return AccessLogMiddleware(app, logging.getLogger(f"mcp_idfwd.access.{role}"))
 
     def stop(self) -> None:
         server, issuer, admin = self._server, self._issuer, self._admin

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from typing import Any
@@ -11,8 +12,11 @@ import anyio
 
 from fake_mcp_server import IssuerCheckFailed, JWKSTokenVerifier, ServerSettings, VerifierSettings, create_app
 from fake_mcp_server.authorization import AuthorizationServerSettings, ClientCredentials
+from harness.access_log import LOG_LEVELS, AccessLogMiddleware, configure_logging
 from harness.commands._arguments import loopback_host, non_negative_seconds, port
 from harness.servers import bind_loopback, serve_forever, socket_url
+
+ACCESS_LOGGER = "mcp_idfwd.access.server"
 
 
 def register(subparsers: Any) -> None:
@@ -80,6 +84,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="accept plain http issuer, JWKS and resource URLs off loopback (tokens travel in clear text)",
     )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="log level on stderr; at info, one access-log line per request, tokens shown only as their"
+        " kid, sub and jti (default: info)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -145,6 +156,8 @@ def check_issuer(settings: VerifierSettings, wait: float) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    secrets = [client.client_secret for client in args.client or ()]
+    configure_logging(args.log_level, secrets=secrets)
     try:
         sock = bind_loopback(args.host, args.port)
     except OSError as exc:
@@ -188,5 +201,7 @@ def run(args: argparse.Namespace) -> int:
             clients = ", ".join(client.client_id for client in authorization.clients) or "(none)"
             registration = " + self-registered" if authorization.allow_registration else ""
             print(f"clients:              {clients}{registration}", flush=True)
-        serve_forever(app, sock)
+        serve_forever(
+            AccessLogMiddleware(app, logging.getLogger(ACCESS_LOGGER)), sock, log_level=args.log_level
+        )
     return 0
