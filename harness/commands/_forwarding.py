@@ -98,12 +98,12 @@ def _server_failure(server: str, exc: MCPToolInvocationError) -> str:
 def _audience_hint(server: str, exc: MCPIdentityForwardingError) -> str:
     # The token's audience is --server as given, and a server compares its resource URL exactly
     # (RFC 8707, RFC 9728 §3.3): unlike an issuer's root slash, `/mcp/` is not `/mcp`.
-    if exc.error_description != "wrong audience":
+    if exc.error_description != "wrong audience" or not server.endswith("/"):
         return ""
-    exactly = "; --server is the token's audience and must be the server's URL exactly"
-    if server.endswith("/"):
-        return f"{exactly}: try it without the trailing slash"
-    return f"{exactly}, as the server prints it"
+    return (
+        "; --server is the token's audience and must be the server's URL exactly:"
+        " try it without the trailing slash"
+    )
 
 
 def report_invalid_configuration(command: str, exc: Exception) -> int:
