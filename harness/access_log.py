@@ -19,7 +19,8 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -144,13 +145,33 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str, *, secrets: Iterable[str] = ()) -> None:
-    """Log at `level` (one of LOG_LEVELS) to stderr, every record through `RedactingFilter`."""
-    handler = logging.StreamHandler(sys.stderr)
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time of each record (it may be replaced)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        return
+
+
+@contextmanager
+def configure_logging(level: str, *, secrets: Iterable[str] = ()) -> Iterator[None]:
+    """While open: log at `level` (one of LOG_LEVELS) to stderr, every record through `RedactingFilter`.
+
+    On exit the root logger is as it was, so a command run in-process (by tests) leaves no trace.
+    """
+    handler = _CurrentStderr()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
-    for existing in list(root.handlers):
-        root.removeHandler(existing)
+    previous_level = root.level
     root.addHandler(handler)
     root.setLevel(level.upper())
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)

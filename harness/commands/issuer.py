@@ -84,7 +84,11 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     secret = args.secret or new_secret()
     admin_secret = args.admin_secret or new_secret()
-    configure_logging(args.log_level, secrets=(secret, admin_secret))
+    with configure_logging(args.log_level, secrets=(secret, admin_secret)):
+        return _run(args, secret, admin_secret)
+
+
+def _run(args: argparse.Namespace, secret: str, admin_secret: str) -> int:
     try:
         sock = bind_loopback(args.host, args.port)
     except OSError as exc:

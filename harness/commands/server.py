@@ -157,7 +157,11 @@ def check_issuer(settings: VerifierSettings, wait: float) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     secrets = [client.client_secret for client in args.client or ()]
-    configure_logging(args.log_level, secrets=secrets)
+    with configure_logging(args.log_level, secrets=secrets):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         sock = bind_loopback(args.host, args.port)
     except OSError as exc:

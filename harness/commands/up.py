@@ -132,7 +132,11 @@ def run(args: argparse.Namespace) -> int:
     # Made here, not by the stack, so the log filter knows them before anything is logged.
     secret = args.secret or new_secret()
     admin_secret = args.admin_secret or new_secret()
-    configure_logging(args.log_level, secrets=(secret, admin_secret))
+    with configure_logging(args.log_level, secrets=(secret, admin_secret)):
+        return _run(args, secret, admin_secret)
+
+
+def _run(args: argparse.Namespace, secret: str, admin_secret: str) -> int:
     settings = StackSettings(
         host=args.host,
         issuer_port=args.issuer_port,
