@@ -167,11 +167,17 @@ def configure_logging(level: str, *, secrets: Iterable[str] = ()) -> Iterator[No
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
-    previous_level = root.level
+    # httpx logs each request the servers make (discovery, JWKS) at info: noise beside the
+    # access log, so it speaks at debug only.
+    client = logging.getLogger("httpx")
+    previous = root.level, client.level
     root.addHandler(handler)
     root.setLevel(level.upper())
+    if level != "debug":
+        client.setLevel(logging.WARNING)
     try:
         yield
     finally:
         root.removeHandler(handler)
-        root.setLevel(previous_level)
+        root.setLevel(previous[0])
+        client.setLevel(previous[1])
