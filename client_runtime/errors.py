@@ -127,13 +127,23 @@ class MCPIdentityForwardingError(MCPTokenError):
 
 
 class MCPToolInvocationError(Exception):
-    """The MCP server could not be reached or spoke something other than MCP (not an identity fault)."""
+    """The MCP server could not be reached or spoke something other than MCP (not an identity fault).
 
-    user_message = "The tool's server could not be reached. Please try again later."
+    `status_code` is the HTTP error status the server answered with (503 while it cannot fetch
+    its issuer's keys, say), or None when no answer came (unreachable, timed out).
+    """
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+    @property
+    def user_message(self) -> str:
+        if self.status_code is None:
+            return "The tool's server could not be reached. Please try again later."
+        if self.status_code == 503:
+            return "The tool's server is temporarily unavailable. Please try again in a moment."
+        return "The tool's server could not handle the request. Please try again later."
 
 
 class MCPProviderConfigError(ValueError):

@@ -2,7 +2,8 @@
 
     export MCP_IDFWD_ISSUER_SECRET=...          # the issuer's inner API secret
     python examples/forward_identity.py --issuer http://127.0.0.1:9000 \
-        --server http://127.0.0.1:9100/mcp --tenant acme --user alice [--tool whoami]
+        --server http://127.0.0.1:9100/mcp --tenant acme --user alice \
+        [--tool echo --args '{"text": "hi"}']
 
 Try it against the local stack: `mcp-idfwd up` prints the URLs and the inner secret (`secret`).
 """
@@ -13,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
 import anyio
 
@@ -26,6 +28,8 @@ from client_runtime import (
     MCPToolRuntime,
     TokenBroker,
 )
+
+SECRET_ENV = "MCP_IDFWD_ISSUER_SECRET"
 
 
 async def forward(args: argparse.Namespace, secret: str) -> int:
@@ -44,7 +48,7 @@ async def forward(args: argparse.Namespace, secret: str) -> int:
     ):
         try:
             result = await runtime.invoke(
-                provider, args.tool, json.loads(args.arguments), tenant_id=args.tenant, user_id=args.user
+                provider, args.tool, args.args, tenant_id=args.tenant, user_id=args.user
             )
         except MCPTokenError as exc:
             # Identity could not be obtained or was refused: the tool did not run. Show the user
@@ -61,19 +65,35 @@ async def forward(args: argparse.Namespace, secret: str) -> int:
     return 2 if result.is_error else 0
 
 
+def json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--issuer", required=True, help="issuer base URL")
     parser.add_argument("--server", required=True, help="MCP endpoint URL, e.g. http://127.0.0.1:9100/mcp")
+    parser.add_argument(
+        "--secret",
+        default=os.environ.get(SECRET_ENV),
+        help=f"the issuer's inner API secret (default: ${SECRET_ENV}, which `ps` does not show)",
+    )
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--user", required=True)
     parser.add_argument("--tool", default="whoami")
-    parser.add_argument("--arguments", default="{}", help="tool arguments as a JSON object")
+    # The same flags as `mcp-idfwd call`; `--arguments` is an old spelling, still accepted.
+    parser.add_argument("--args", type=json_object, default={}, help="tool arguments as a JSON object")
+    parser.add_argument("--arguments", type=json_object, dest="args", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    secret = os.environ.get("MCP_IDFWD_ISSUER_SECRET")
-    if not secret:
-        parser.error("set MCP_IDFWD_ISSUER_SECRET to the issuer's inner API secret")
-    return anyio.run(forward, args, secret)
+    if not args.secret:
+        parser.error(f"set {SECRET_ENV} (or --secret) to the issuer's inner API secret")
+    return anyio.run(forward, args, args.secret)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from fake_enterprise.app import create_app
 from fake_enterprise.authentication import SECRET_HEADER
 from fake_enterprise.crypto import DATA_KEY_ENV, DataKeyError, StorageTamperedError
 from fake_enterprise.settings import SIGNING_ALGORITHMS, TOKEN_PROFILES, IssuerSettings
+from fake_enterprise.storage import DatabaseLock, DatabaseLockedError, DatabasePathError
 
 __all__ = [
     "DATA_KEY_ENV",
@@ -15,6 +16,9 @@ __all__ = [
     "AdminClient",
     "AdminClientError",
     "DataKeyError",
+    "DatabaseLock",
+    "DatabaseLockedError",
+    "DatabasePathError",
     "IssuerSettings",
     "StorageTamperedError",
     "create_app",

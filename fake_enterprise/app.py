@@ -26,6 +26,7 @@ from fake_enterprise.faults import Faults
 from fake_enterprise.oauth.errors import OAuthError, oauth_error_response
 from fake_enterprise.service import ISSUE_TOKEN_PATH, IssuerService
 from fake_enterprise.settings import SIGNING_ALGORITHMS, TOKEN_PROFILES, IssuerSettings
+from fake_enterprise.storage import DatabaseLock
 from fake_enterprise.validation import Body, check_identifier, read_json_object
 
 __all__ = ["create_app"]
@@ -240,8 +241,20 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: IssuerSettings) -> Starlette:
-    """The issuer as an ASGI app. Storage and keys are opened now, so errors surface before serving."""
-    service = IssuerService(settings)
+    """The issuer as an ASGI app. Storage and keys are opened now, so errors surface before serving.
+
+    With `settings.exclusive_db` the database's `DatabaseLock` is taken now and held until the
+    app shuts down (or the process ends), as `app.state.db_lock`; a second holder gets
+    `DatabaseLockedError`.
+    """
+    # Taken before the database or its key file is touched: a refused second issuer changes nothing.
+    lock = DatabaseLock.acquire(settings.db_path) if settings.exclusive_db else None
+    try:
+        service = IssuerService(settings)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     routes = _Routes(service)
 
     @asynccontextmanager
@@ -250,6 +263,8 @@ def create_app(settings: IssuerSettings) -> Starlette:
             yield
         finally:
             service.close()
+            if lock is not None:
+                lock.release()
 
     app = Starlette(
         routes=[
@@ -281,4 +296,5 @@ def create_app(settings: IssuerSettings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.issuer = service
+    app.state.db_lock = lock
     return app

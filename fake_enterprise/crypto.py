@@ -94,6 +94,19 @@ def _create_key_file(path: Path) -> bytes:
     return key
 
 
+def _holds_data(db_path: str) -> bool:
+    """Whether the database file (or its write-ahead log) already has content: a key was used for it."""
+    if db_path == ":memory:":
+        return False
+    for name in (db_path, f"{db_path}-wal"):
+        try:
+            if os.path.getsize(name) > 0:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def resolve_data_key(explicit: bytes | None, db_path: str, key_file: str | None) -> bytes:
     """The data key: explicit, else the environment, else the key file (created if absent).
 
@@ -109,6 +122,13 @@ def resolve_data_key(explicit: bytes | None, db_path: str, key_file: str | None)
     if key_file is None and db_path == ":memory:":
         return secrets.token_bytes(_KEY_BYTES)
     path = Path(key_file) if key_file is not None else Path(f"{db_path}.key")
+    if not path.exists() and _holds_data(db_path):
+        # A new key would not open the old data: say so instead of creating one that never will.
+        raise DataKeyError(
+            f"database {db_path} exists but its data key file {path} is gone; the grants and signing keys"
+            f" in it cannot be opened without that key. Restore {path} (or set ${DATA_KEY_ENV}), or start"
+            f" fresh: move {db_path} (and its -wal and -shm files) away"
+        )
     try:
         return _create_key_file(path)
     except FileExistsError:

@@ -42,6 +42,7 @@ _KEY_TYPES: dict[str, type] = {
     "RS256": rsa.RSAPrivateKey,
     "ES256": ec.EllipticCurvePrivateKey,
     "EdDSA": ed25519.Ed25519PrivateKey,
+    "Ed25519": ed25519.Ed25519PrivateKey,
 }
 
 
@@ -60,7 +61,7 @@ def _generate(alg: str) -> PrivateKey:
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     if alg == "ES256":
         return ec.generate_private_key(ec.SECP256R1())
-    if alg == "EdDSA":
+    if alg in ("EdDSA", "Ed25519"):
         return ed25519.Ed25519PrivateKey.generate()
     raise ValueError(f"unsupported signing algorithm {alg!r}; use one of {', '.join(SIGNING_ALGORITHMS)}")
 

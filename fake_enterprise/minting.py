@@ -12,16 +12,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from fake_enterprise.directory import User
 from fake_enterprise.keyring import KeyRing
 from fake_enterprise.settings import IssuerSettings
+from fake_enterprise.signing import algorithm as jws_algorithm
+from fake_enterprise.signing import sign_jwt
 
 __all__ = ["IssuedToken", "MintError", "TokenMinter"]
 
 _HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 _RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+# One Ed25519 key signs under either name (RFC 9864 keeps `EdDSA` for compatibility).
+_ED25519_ALGORITHMS = ("EdDSA", "Ed25519")
 
 
 class MintError(ValueError):
@@ -107,7 +111,7 @@ class TokenMinter:
         else:
             typ = "JWT"
         key = self._keyring.reserve(exp)
-        token = jwt.encode(claims, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": typ})
+        token = sign_jwt(claims, key.private_key, alg=key.alg, headers={"kid": key.kid, "typ": typ})
         return IssuedToken(token=token, expires_at=exp, jti=jti)
 
     def mint(
@@ -174,8 +178,12 @@ class TokenMinter:
             # token is exactly what this is for.
             algorithm = jwt.get_algorithm_by_name(alg)
             signature = hmac.new(hmac_key.encode(), signing_input, algorithm.hash_alg).digest()  # type: ignore[attr-defined]
-        elif alg == key.alg or (alg in _RSA_ALGORITHMS and isinstance(key.private_key, rsa.RSAPrivateKey)):
-            signature = jwt.get_algorithm_by_name(alg).sign(signing_input, key.private_key)
+        elif (
+            alg == key.alg
+            or (alg in _RSA_ALGORITHMS and isinstance(key.private_key, rsa.RSAPrivateKey))
+            or (alg in _ED25519_ALGORITHMS and isinstance(key.private_key, ed25519.Ed25519PrivateKey))
+        ):
+            signature = jws_algorithm(alg).sign(signing_input, key.private_key)
         else:
             raise MintError(
                 f"header alg {alg!r} cannot be signed with the current {key.alg} key;"

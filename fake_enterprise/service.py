@@ -16,7 +16,7 @@ from fake_enterprise.keyring import KeyRing
 from fake_enterprise.minting import MintError, TokenMinter
 from fake_enterprise.oauth import AuthorizationServer, openid_configuration
 from fake_enterprise.settings import IssuerSettings
-from fake_enterprise.storage import Database
+from fake_enterprise.storage import Database, check_database_path
 
 __all__ = ["ISSUE_TOKEN_PATH", "IssuerService"]
 
@@ -35,12 +35,16 @@ def _check_data_key(db: Database, cipher: DataCipher) -> None:
     try:
         cipher.open(row["value"], _KEY_CHECK_CONTEXT)
     except SealedDataError as exc:
-        raise DataKeyError(f"the data key does not open database {db.path}") from exc
+        raise DataKeyError(
+            f"the data key does not open database {db.path}: it was created with another key. Restore"
+            " that key (its key file or $MCP_IDFWD_DATA_KEY), or start fresh: move the database away"
+        ) from exc
 
 
 class IssuerService:
     def __init__(self, settings: IssuerSettings) -> None:
         self.settings = settings
+        check_database_path(settings.db_path)
         cipher = DataCipher(resolve_data_key(settings.data_key, settings.db_path, settings.data_key_file))
         self._db = Database(settings.db_path)
         try:

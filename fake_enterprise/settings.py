@@ -9,7 +9,9 @@ from urllib.parse import urlsplit
 
 __all__ = ["SIGNING_ALGORITHMS", "TOKEN_PROFILES", "IssuerSettings"]
 
-SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+# `Ed25519` is RFC 9864's fully-specified name for EdDSA over Ed25519: the same key and signature
+# as `EdDSA`, but a verifier that allows it cannot be talked into another curve.
+SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA", "Ed25519")
 TOKEN_PROFILES = ("id_token", "access_token")
 
 
@@ -50,6 +52,10 @@ class IssuerSettings:
     authorization_code_ttl: int = 60
     refresh_token_ttl: int = 30 * 86_400
     sign_in_ttl: int = 600
+    # Hold `<db_path>.lock` (`storage.DatabaseLock`) while the app lives, so a second issuer on
+    # the same database is refused instead of drifting its keys apart. The CLI sets it; a process
+    # that supervises several workers on one database takes the lock itself and leaves this off.
+    exclusive_db: bool = False
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -2,14 +2,141 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
 
-__all__ = ["Database", "new_subject"]
+__all__ = [
+    "Database",
+    "DatabaseLock",
+    "DatabaseLockedError",
+    "DatabasePathError",
+    "check_database_path",
+    "new_subject",
+]
+
+
+class DatabasePathError(Exception):
+    """The database path cannot hold a database: a directory, a missing or read-only directory.
+
+    The message is one line that names the path and what to do."""
+
+
+class DatabaseLockedError(DatabasePathError):
+    """Another issuer process holds this database (its `<db>.lock`)."""
+
+
+def _in_memory(path: str) -> bool:
+    return path in (":memory:", "")
+
+
+def check_database_path(path: str) -> None:
+    """Raise `DatabasePathError` unless `path` can be (or is) a database file in a writable directory.
+
+    Creates the file (mode 0600) when it does not exist yet, the way `Database` would.
+    """
+    if _in_memory(path):
+        return
+    file = Path(path)
+    if file.is_dir():
+        raise DatabasePathError(
+            f"{path} is a directory; the database is a file in it, e.g. {file / 'issuer.db'}"
+        )
+    directory = file.parent
+    if not directory.exists():
+        raise DatabasePathError(
+            f"the directory {directory} of database {path} does not exist; create it first"
+        )
+    if not directory.is_dir():
+        raise DatabasePathError(f"{directory} (the directory of database {path}) is not a directory")
+    try:
+        _create_owner_only(path)
+    except OSError as exc:
+        raise DatabasePathError(
+            f"cannot create database {path}: {exc.strerror}; its directory must be writable"
+            " (it also holds the database's WAL, key and lock files)"
+        ) from None
+    if not os.access(directory, os.W_OK):
+        raise DatabasePathError(
+            f"the directory {directory} of database {path} is read-only; the database needs to write"
+            " its WAL, key and lock files next to it"
+        )
+
+
+class DatabaseLock:
+    """An exclusive lock on a database for one process's lifetime: `fcntl.flock` on `<db>.lock`.
+
+    Two issuers on one database would each load (and rotate) signing keys and drift apart. The
+    lock is advisory and per open file: the kernel drops it when the holder exits, however it
+    exits, so a crash never leaves a stale lock behind. The holder writes its pid into the
+    file, so the refusal can name it. Use `DatabaseLock.acquire(path)` (None for `:memory:`)
+    and `release()`, or `with`.
+    """
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    def __repr__(self) -> str:
+        return f"DatabaseLock({self.path!r}, held={self._fd is not None})"
+
+    @classmethod
+    def acquire(cls, db_path: str) -> DatabaseLock | None:
+        """Lock `db_path` (after `check_database_path`), or raise `DatabaseLockedError` naming the holder."""
+        if _in_memory(db_path):
+            return None
+        check_database_path(db_path)
+        lock_path = f"{db_path}.lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise DatabasePathError(f"cannot create lock file {lock_path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_pid(fd)
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise DatabasePathError(f"cannot lock {lock_path}: {exc.strerror}") from None
+            who = f"process {holder}" if holder else "another process"
+            raise DatabaseLockedError(
+                f"database {db_path} is in use by another issuer ({who} holds {lock_path}); stop it,"
+                " or give this issuer a database of its own"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(db_path, fd)
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            # Closing the descriptor drops the flock; the file stays (removing it would race a
+            # process that opened it and is about to lock it).
+            os.close(fd)
+
+    def __enter__(self) -> DatabaseLock:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
 
 _SCHEMA_VERSION = 2
 

@@ -10,7 +10,7 @@ authorization server that accepts ID-JAGs (`fake_mcp_server.authorization`).
 from fake_mcp_server.app import create_app
 from fake_mcp_server.authorization import AuthorizationServerSettings, ClientCredentials
 from fake_mcp_server.bearer import BearerAuthMiddleware
-from fake_mcp_server.errors import SigningKeysUnavailable, TokenRejected
+from fake_mcp_server.errors import IssuerCheckFailed, SigningKeysUnavailable, TokenRejected
 from fake_mcp_server.settings import ServerSettings, VerifierSettings
 from fake_mcp_server.token_verifier import BearerTokenVerifier
 from fake_mcp_server.verifier import JWKSTokenVerifier
@@ -20,6 +20,7 @@ __all__ = [
     "BearerAuthMiddleware",
     "BearerTokenVerifier",
     "ClientCredentials",
+    "IssuerCheckFailed",
     "JWKSTokenVerifier",
     "ServerSettings",
     "SigningKeysUnavailable",

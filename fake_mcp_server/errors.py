@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SigningKeysUnavailable", "TokenRejected"]
+__all__ = ["IssuerCheckFailed", "SigningKeysUnavailable", "TokenRejected"]
 
 
 class TokenRejected(Exception):
@@ -27,3 +27,16 @@ class SigningKeysUnavailable(TokenRejected):
     def __init__(self, retry_after: float, description: str = "signing keys unavailable") -> None:
         super().__init__(description)
         self.retry_after = retry_after
+
+
+class IssuerCheckFailed(Exception):
+    """The issuer's signing keys cannot be fetched the way the verifier will fetch them.
+
+    The message is one line saying what is wrong (the URL that could not be reached, or the
+    issuer the discovery document names instead of the expected one). `transient` is True when
+    waiting may help: the issuer could not be reached or answered 5xx.
+    """
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient

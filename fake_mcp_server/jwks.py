@@ -33,8 +33,14 @@ import httpx
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
-from fake_mcp_server.errors import SigningKeysUnavailable, TokenRejected
-from fake_mcp_server.settings import ALGORITHM_KEY_TYPES, VerifierSettings, require_secure_transport
+from fake_mcp_server.errors import IssuerCheckFailed, SigningKeysUnavailable, TokenRejected
+from fake_mcp_server.settings import (
+    ALGORITHM_KEY_TYPES,
+    PYJWT_EQUIVALENTS,
+    VerifierSettings,
+    require_secure_transport,
+    same_issuer,
+)
 
 __all__ = ["JWKSCache", "KeyTrust"]
 
@@ -44,7 +50,13 @@ _USABLE_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
 
 
 class _JWKSFetchError(Exception):
-    """The JWKS (or the discovery document pointing at it) could not be used."""
+    """The JWKS (or the discovery document pointing at it) could not be used.
+
+    `transient`: the server answered 5xx, so asking again later may help."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class KeyTrust:
@@ -86,6 +98,9 @@ class _KeySet:
             raise _JWKSFetchError("JWKS has no usable signature keys")
         return cls(entries, expires_at)
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def has_kid(self, kid: str) -> bool:
         return kid in self._by_kid
 
@@ -114,7 +129,7 @@ class _KeySet:
         for entry in candidates:
             if _fits(entry, alg):
                 try:
-                    key = PyJWK(entry, algorithm=alg)
+                    key = PyJWK(entry, algorithm=PYJWT_EQUIVALENTS.get(alg, alg))
                 except PyJWTError:
                     raise TokenRejected("unusable signing key") from None
                 if key.Algorithm.check_key_length(key.key) is not None:
@@ -145,7 +160,10 @@ def _fits(entry: Mapping[str, Any], alg: str) -> bool:
     kty, curves = ALGORITHM_KEY_TYPES[alg]
     if entry.get("kty") != kty or (curves is not None and entry.get("crv") not in curves):
         return False
-    return entry.get("alg", alg) == alg
+    published = entry.get("alg", alg)
+    # An Ed25519 key published for `EdDSA` also signs as `Ed25519` (RFC 9864 §2.2), and back:
+    # the curve was checked above, so the names say the same thing here.
+    return published == alg or {published, alg} == {"EdDSA", "Ed25519"}
 
 
 def _cache_lifetime(headers: httpx.Headers) -> float | None:
@@ -240,6 +258,35 @@ class JWKSCache:
         """Past even the stale-if-error allowance: such keys are never used."""
         return self.clock() >= keys.expires_at + self._settings.jwks_stale_if_error
 
+    async def check(self) -> int:
+        """Fetch the keys once, now, the way a request would; the number of usable keys.
+
+        Raises `IssuerCheckFailed` saying in one line what is wrong. For a server's start-up:
+        a wrong, dead or mistyped issuer URL should be reported there, not as a 503 per request.
+        """
+        try:
+            async with asyncio.timeout(self._settings.jwks_fetch_deadline):
+                keys = await self._download()
+        except _JWKSFetchError as exc:
+            raise IssuerCheckFailed(str(exc), transient=exc.transient) from None
+        except httpx.TransportError as exc:
+            where = str(exc.request.url) if _has_request(exc) else "the issuer"
+            raise IssuerCheckFailed(f"cannot reach {where} ({_describe(exc)})", transient=True) from None
+        except httpx.HTTPError as exc:
+            raise IssuerCheckFailed(_describe(exc), transient=False) from None
+        except TimeoutError:
+            raise IssuerCheckFailed(
+                f"the issuer's keys did not arrive within {self._settings.jwks_fetch_deadline:g} seconds",
+                transient=True,
+            ) from None
+        except (ValueError, RecursionError):
+            raise IssuerCheckFailed(
+                "the issuer answered something that is not JSON", transient=False
+            ) from None
+        self._keys = keys
+        self._confirm(keys)
+        return len(keys)
+
     async def aclose(self) -> None:
         task, self._in_flight = self._in_flight, None
         if task is not None:
@@ -313,10 +360,17 @@ class JWKSCache:
     async def _discover(self) -> str:
         issuer = self._settings.issuer
         assert issuer is not None  # settings require issuer or jwks_url
-        body, _ = await self._get(issuer.rstrip("/") + "/.well-known/openid-configuration")
+        url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+        body, _ = await self._get(url)
         document = json.loads(body)
-        if not isinstance(document, dict) or document.get("issuer") != issuer:
-            raise _JWKSFetchError("discovery document names another issuer")
+        if not isinstance(document, dict):
+            raise _JWKSFetchError(f"the discovery document at {url} is not a JSON object")
+        named = document.get("issuer")
+        if not same_issuer(issuer, named):
+            raise _JWKSFetchError(
+                f"the discovery document at {url} names issuer {str(named)[:200]!r}, not {issuer!r}"
+                " (the issuer URL must be what the issuer puts in iss)"
+            )
         jwks_uri = document.get("jwks_uri")
         if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("http://", "https://")):
             raise _JWKSFetchError("discovery document has no usable jwks_uri")
@@ -332,13 +386,23 @@ class JWKSCache:
         limit = self._settings.max_jwks_bytes
         async with self._client.stream("GET", url, headers={"Accept": "application/json"}) as response:
             if response.status_code != 200:
-                raise _JWKSFetchError(f"HTTP {response.status_code} from {url}")
+                raise _JWKSFetchError(
+                    f"HTTP {response.status_code} from {url}", transient=response.status_code >= 500
+                )
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > limit:
                     raise _JWKSFetchError(f"response from {url} exceeds {limit} bytes")
         return bytes(body), response.headers
+
+
+def _has_request(exc: httpx.TransportError) -> bool:
+    try:
+        exc.request  # noqa: B018 - raises RuntimeError when the error carries no request
+    except RuntimeError:
+        return False
+    return True
 
 
 def _describe(exc: Exception) -> str:

@@ -13,9 +13,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ALGORITHM_KEY_TYPES",
     "DEFAULT_ALGORITHMS",
+    "PYJWT_EQUIVALENTS",
     "ServerSettings",
     "VerifierSettings",
     "require_secure_transport",
+    "same_issuer",
 ]
 
 # The asymmetric algorithms a verifier can accept, each with the JWK key type and curves it needs.
@@ -32,7 +34,12 @@ ALGORITHM_KEY_TYPES: dict[str, tuple[str, frozenset[str] | None]] = {
     "ES384": ("EC", frozenset({"P-384"})),
     "ES512": ("EC", frozenset({"P-521"})),
     "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
+    # RFC 9864's fully-specified name: EdDSA over Ed25519 and no other curve.
+    "Ed25519": ("OKP", frozenset({"Ed25519"})),
 }
+
+# RFC 9864 names PyJWT does not know, with the PyJWT algorithm that computes the same signature.
+PYJWT_EQUIVALENTS: dict[str, str] = {"Ed25519": "EdDSA"}
 
 DEFAULT_ALGORITHMS: tuple[str, ...] = (
     "RS256",
@@ -44,7 +51,27 @@ DEFAULT_ALGORITHMS: tuple[str, ...] = (
     "ES256",
     "ES384",
     "EdDSA",
+    "Ed25519",
 )
+
+
+def _without_root_slash(url: str) -> str:
+    if url.endswith("/") and urlsplit(url).path == "/":
+        return url[:-1]
+    return url
+
+
+def same_issuer(configured: str, named: object) -> bool:
+    """Whether `named` (a token's `iss`, a discovery document's `issuer`) is the configured issuer.
+
+    Issuer identifiers compare as strings (RFC 8414 §3.3, OIDC Discovery §4.3), with one
+    exception: an origin with and without its root slash (`https://idp.example/` and
+    `https://idp.example`) is the same URL (RFC 3986 §6.2.3), and issuers differ in which they
+    put in `iss`. Any other path compares exactly: `/tenant` and `/tenant/` are two issuers.
+    """
+    if not isinstance(named, str):
+        return False
+    return named == configured or _without_root_slash(named) == _without_root_slash(configured)
 
 
 def _require_http_url(name: str, value: str, allow_insecure_http: bool) -> None:

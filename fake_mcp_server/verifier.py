@@ -32,7 +32,7 @@ from mcp.server.auth.provider import AccessToken
 
 from fake_mcp_server.errors import TokenRejected
 from fake_mcp_server.jwks import JWKSCache, KeyTrust
-from fake_mcp_server.settings import VerifierSettings
+from fake_mcp_server.settings import VerifierSettings, same_issuer
 
 __all__ = ["JWKSTokenVerifier"]
 
@@ -243,6 +243,14 @@ class JWKSTokenVerifier:
         if self._owns_client:
             await self._client.aclose()
 
+    async def check_issuer(self) -> int:
+        """Fetch the issuer's keys now (discovery, then JWKS); the number of usable keys.
+
+        Raises `IssuerCheckFailed` with a one-line reason: call it at start-up so a wrong, dead
+        or mistyped issuer URL is reported once, instead of as a 503 on every request.
+        """
+        return await self.jwks.check()
+
     async def verify_token(self, token: str) -> AccessToken | None:
         """The mcp SDK `TokenVerifier` protocol: the verified token, or None if it is refused."""
         try:
@@ -370,7 +378,7 @@ class JWKSTokenVerifier:
             issuer = claims.get("iss")
             if issuer is None:
                 raise TokenRejected("missing iss claim")
-            if issuer != settings.issuer:
+            if issuer != settings.issuer and not same_issuer(settings.issuer, issuer):
                 raise TokenRejected("wrong issuer")
         audience = claims.get("aud")
         if not audience:

@@ -19,7 +19,7 @@ def package_version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at the top: the commands pull in the mcp SDK, uvicorn and cryptography,
     # and a Ctrl-C during those imports must end in one line, not a traceback (see `main`).
-    from harness.commands import bench, call, conformance, decode, demo, issuer, server, up
+    from harness.commands import bench, call, conformance, decode, demo, issuer, server, tools, up
 
     parser = argparse.ArgumentParser(
         prog="mcp-idfwd",
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (demo, up, issuer, server, call, conformance, decode, bench):
+    for command in (demo, up, issuer, server, call, tools, conformance, decode, bench):
         command.register(subparsers)
     return parser
 

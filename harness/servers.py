@@ -7,6 +7,7 @@ early waits in the kernel's backlog instead of being refused.
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import Any
 import uvicorn
 
 __all__ = [
+    "PortUnavailableError",
     "ServedApp",
     "ServerLimits",
     "bind_loopback",
@@ -28,8 +30,22 @@ __all__ = [
 ]
 
 
+class PortUnavailableError(OSError):
+    """`host:port` cannot be bound (in use, most often); the message names both."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        self.host = host
+        self.port = port
+        self.in_use = cause.errno == errno.EADDRINUSE
+
+    def __str__(self) -> str:
+        reason = "it is in use" if self.in_use else self.strerror
+        return f"cannot listen on {self.host}:{self.port}: {reason}"
+
+
 def bind_loopback(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A listening TCP socket on `host:port` (port 0 picks a free one)."""
+    """A listening TCP socket on `host:port` (port 0 picks a free one); `PortUnavailableError` if not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -39,9 +55,9 @@ def bind_loopback(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     try:
         sock.bind((host, port))
         sock.listen(2048)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise PortUnavailableError(host, port, exc) from None
     return sock
 
 

@@ -12,12 +12,13 @@ Every request the servers answer is recorded in `calls`.
 from __future__ import annotations
 
 import itertools
+import logging
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import fake_enterprise
 import fake_mcp_server
@@ -37,6 +38,7 @@ from client_runtime import (
 )
 from fake_enterprise import AdminClient
 from fake_mcp_server.authorization import AuthorizationServerSettings, ClientCredentials, issuer_for
+from harness.access_log import AccessLogMiddleware
 from harness.call_log import CallLog
 from harness.generated_secrets import new_secret
 from harness.id_tokens import TOKEN_EXCHANGE_GRANT, HostClient, SignInIdTokens
@@ -74,6 +76,12 @@ class StackSettings:
     # The issuer answers an authorization request with `login_hint=<tenant>/<user>` for an
     # existing user straight away, without its sign-in page (for headless OAuth clients).
     auto_login: bool = False
+    # Hold the database's lock (`fake_enterprise.DatabaseLock`) while the issuer runs, so a second
+    # issuer on the same `db_path` is refused (`up` sets it).
+    exclusive_db: bool = False
+    # One line per request on the loggers `mcp_idfwd.access.issuer` and `mcp_idfwd.access.server`
+    # (`harness.access_log`: no token or secret in them).
+    access_log: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,10 +173,11 @@ class LocalStack:
                     token_ttl=self.settings.token_ttl,
                     token_profile=self.settings.token_profile,
                     auto_login=self.settings.auto_login,
+                    exclusive_db=self.settings.exclusive_db,
                 )
             )
             self._issuer = start_in_thread(
-                self.calls.wrap(app, "idp"), sock, log_level=self.settings.log_level
+                self._logged(self.calls.wrap(app, "idp"), "issuer"), sock, log_level=self.settings.log_level
             )
         except BaseException:
             sock.close()
@@ -188,7 +197,7 @@ class LocalStack:
             )
             app = fake_mcp_server.create_app(settings)
             self._server = start_in_thread(
-                self.calls.wrap(app, "mcp"), sock, log_level=self.settings.log_level
+                self._logged(self.calls.wrap(app, "mcp"), "server"), sock, log_level=self.settings.log_level
             )
         except BaseException:
             sock.close()
@@ -216,13 +225,20 @@ class LocalStack:
             )
             app = fake_mcp_server.create_app(settings)
             self._id_jag_server = start_in_thread(
-                self.calls.wrap(app, "mcp-id-jag"), sock, log_level=self.settings.log_level
+                self._logged(self.calls.wrap(app, "mcp-id-jag"), "id-jag server"),
+                sock,
+                log_level=self.settings.log_level,
             )
         except BaseException:
             sock.close()
             raise
         self._id_jag_client = credentials
         return self
+
+    def _logged(self, app: Any, role: str) -> Any:
+        if not self.settings.access_log:
+            return app
+        return AccessLogMiddleware(app, logging.getLogger(f"mcp_idfwd.access.{role}"))
 
     def stop(self) -> None:
         server, id_jag_server, issuer, admin = self._server, self._id_jag_server, self._issuer, self._admin

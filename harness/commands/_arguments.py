@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 
-__all__ = ["loopback_host", "port", "positive_int"]
+__all__ = ["loopback_host", "non_negative_seconds", "port", "positive_int"]
 
 
 def positive_int(text: str) -> int:
@@ -15,6 +15,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 86_400:
+        raise argparse.ArgumentTypeError("must be between 0 and 86400 seconds")
     return value
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 
+from fake_enterprise import SIGNING_ALGORITHMS
 from harness.demo import DemoStep, render_step, run_demo
 from harness.stack import LocalStack, StackSettings
 
@@ -25,7 +26,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument(
-        "--alg", choices=("RS256", "ES256", "EdDSA"), default="RS256", help="the issuer's signing algorithm"
+        "--alg", choices=SIGNING_ALGORITHMS, default="RS256", help="the issuer's signing algorithm"
     )
     parser.set_defaults(run=run)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sqlite3
 import sys
@@ -11,17 +12,20 @@ from typing import Any
 from fake_enterprise import (
     SIGNING_ALGORITHMS,
     TOKEN_PROFILES,
+    DatabasePathError,
     DataKeyError,
     IssuerSettings,
     StorageTamperedError,
     create_app,
 )
+from harness.access_log import LOG_LEVELS, AccessLogMiddleware, configure_logging
 from harness.commands._arguments import loopback_host, port, positive_int
 from harness.generated_secrets import new_secret
 from harness.servers import bind_loopback, serve_forever, socket_url
 
 SECRET_ENV = "MCP_IDFWD_ISSUER_SECRET"
 ADMIN_SECRET_ENV = "MCP_IDFWD_ADMIN_SECRET"
+ACCESS_LOGGER = "mcp_idfwd.access.issuer"
 
 
 def register(subparsers: Any) -> None:
@@ -67,16 +71,31 @@ def register(subparsers: Any) -> None:
         help="answer an authorization request whose login_hint=<tenant>/<user> names an existing user"
         " with a code straight away, without the sign-in page (for headless OAuth clients and CI)",
     )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="log level on stderr; at info, one access-log line per request, tokens shown only as their"
+        " kid, sub and jti (default: info)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     secret = args.secret or new_secret()
     admin_secret = args.admin_secret or new_secret()
+    with configure_logging(args.log_level, secrets=(secret, admin_secret)):
+        return _run(args, secret, admin_secret)
+
+
+def _run(args: argparse.Namespace, secret: str, admin_secret: str) -> int:
     try:
         sock = bind_loopback(args.host, args.port)
     except OSError as exc:
-        print(f"mcp-idfwd issuer: cannot bind {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"mcp-idfwd issuer: {exc} (choose another with --port, or --port=0 for a free one)",
+            file=sys.stderr,
+        )
         return 1
     with sock:
         url = socket_url(sock)
@@ -90,9 +109,17 @@ def run(args: argparse.Namespace) -> int:
                 token_ttl=args.token_ttl,
                 token_profile=args.token_profile,
                 auto_login=args.auto_login,
+                exclusive_db=True,
             )
             app = create_app(settings)
-        except (ValueError, DataKeyError, StorageTamperedError, OSError, sqlite3.Error) as exc:
+        except (
+            ValueError,
+            DatabasePathError,
+            DataKeyError,
+            StorageTamperedError,
+            OSError,
+            sqlite3.Error,
+        ) as exc:
             print(f"mcp-idfwd issuer: {exc}", file=sys.stderr)
             return 1
         print(f"issuer: {url}")
@@ -105,5 +132,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"secret: {secret}" if not args.secret else "secret: (as given)")
         print(f"admin secret: {admin_secret}" if not args.admin_secret else "admin secret: (as given)")
         print(f"db:     {args.db}", flush=True)
-        serve_forever(app, sock)
+        serve_forever(
+            AccessLogMiddleware(app, logging.getLogger(ACCESS_LOGGER)), sock, log_level=args.log_level
+        )
     return 0

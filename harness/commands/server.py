@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
 from typing import Any
 
-from fake_mcp_server import ServerSettings, create_app
+import anyio
+
+from fake_mcp_server import IssuerCheckFailed, JWKSTokenVerifier, ServerSettings, VerifierSettings, create_app
 from fake_mcp_server.authorization import AuthorizationServerSettings, ClientCredentials
-from harness.commands._arguments import loopback_host, port
+from harness.access_log import LOG_LEVELS, AccessLogMiddleware, configure_logging
+from harness.commands._arguments import loopback_host, non_negative_seconds, port
 from harness.servers import bind_loopback, serve_forever, socket_url
+
+ACCESS_LOGGER = "mcp_idfwd.access.server"
 
 
 def register(subparsers: Any) -> None:
@@ -24,6 +31,19 @@ def register(subparsers: Any) -> None:
         "--issuer", required=True, help="issuer URL (its JWKS is found through OIDC discovery)"
     )
     parser.add_argument("--jwks-url", help="JWKS URL, instead of the one discovery names")
+    parser.add_argument(
+        "--wait-for-issuer",
+        type=non_negative_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="at start the server fetches the issuer's keys and refuses to start if it cannot; wait up"
+        " to SECONDS for an issuer that is not up yet (default: 0, do not wait)",
+    )
+    parser.add_argument(
+        "--skip-issuer-check",
+        action="store_true",
+        help="start without fetching the issuer's keys first (requests get 503 until they can be fetched)",
+    )
     parser.add_argument(
         "--resource-url",
         help="the URL clients reach this server at, which tokens must name as their audience"
@@ -64,6 +84,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="accept plain http issuer, JWKS and resource URLs off loopback (tokens travel in clear text)",
     )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="log level on stderr; at info, one access-log line per request, tokens shown only as their"
+        " kid, sub and jti (default: info)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -89,11 +116,59 @@ def _authorization(args: argparse.Namespace) -> AuthorizationServerSettings | No
     )
 
 
+async def _fetch_keys(settings: VerifierSettings) -> int:
+    async with JWKSTokenVerifier(settings) as verifier:
+        return await verifier.check_issuer()
+
+
+def check_issuer(settings: VerifierSettings, wait: float) -> str | None:
+    """Fetch the issuer's keys as the server will; None if that works, else one line saying why not.
+
+    A failure that waiting can cure (unreachable, 5xx) is retried until `wait` seconds have passed.
+    """
+    deadline = time.monotonic() + wait
+    announced = False
+    while True:
+        try:
+            anyio.run(_fetch_keys, settings)
+        except IssuerCheckFailed as exc:
+            remaining = deadline - time.monotonic()
+            if not exc.transient:
+                return f"the issuer check failed: {exc}"
+            if remaining <= 0:
+                waited = (
+                    f" after waiting {wait:g}s"
+                    if wait
+                    else "; start it first, or pass --wait-for-issuer SECONDS"
+                )
+                return f"the issuer is not available: {exc}{waited}"
+            if not announced:
+                print(
+                    f"mcp-idfwd server: waiting up to {wait:g}s for the issuer ({exc})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                announced = True
+            # The issuer is starting (or restarting): ask again shortly.
+            time.sleep(min(0.2, remaining))
+        else:
+            return None
+
+
 def run(args: argparse.Namespace) -> int:
+    secrets = [client.client_secret for client in args.client or ()]
+    with configure_logging(args.log_level, secrets=secrets):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         sock = bind_loopback(args.host, args.port)
     except OSError as exc:
-        print(f"mcp-idfwd server: cannot bind {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"mcp-idfwd server: {exc} (choose another with --port, or --port=0 for a free one)",
+            file=sys.stderr,
+        )
         return 1
     with sock:
         resource_url = args.resource_url or socket_url(sock) + "/mcp"
@@ -113,8 +188,13 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"mcp-idfwd server: {exc}", file=sys.stderr)
             return 2
-        print(f"mcp server: {resource_url}")
         authorization_server = app.state.authorization_server
+        if authorization_server is None and not args.skip_issuer_check:
+            problem = check_issuer(settings.verifier_settings(), args.wait_for_issuer)
+            if problem is not None:
+                print(f"mcp-idfwd server: {problem}", file=sys.stderr)
+                return 1
+        print(f"mcp server: {resource_url}")
         if authorization_server is None:
             print(f"issuer:     {settings.issuer_url}")
             print(f"jwks:       {settings.jwks_url or '(from discovery)'}", flush=True)
@@ -125,5 +205,7 @@ def run(args: argparse.Namespace) -> int:
             clients = ", ".join(client.client_id for client in authorization.clients) or "(none)"
             registration = " + self-registered" if authorization.allow_registration else ""
             print(f"clients:              {clients}{registration}", flush=True)
-        serve_forever(app, sock)
+        serve_forever(
+            AccessLogMiddleware(app, logging.getLogger(ACCESS_LOGGER)), sock, log_level=args.log_level
+        )
     return 0

@@ -13,8 +13,17 @@ import sys
 import threading
 from typing import Any
 
-from fake_enterprise import SIGNING_ALGORITHMS, AdminAPIError, DataKeyError, StorageTamperedError
+from fake_enterprise import (
+    SIGNING_ALGORITHMS,
+    AdminAPIError,
+    DatabasePathError,
+    DataKeyError,
+    StorageTamperedError,
+)
+from harness.access_log import LOG_LEVELS, configure_logging
 from harness.commands._arguments import loopback_host, port, positive_int
+from harness.generated_secrets import new_secret
+from harness.servers import PortUnavailableError
 from harness.stack import LocalStack, StackSettings
 
 SECRET_ENV = "MCP_IDFWD_ISSUER_SECRET"
@@ -54,6 +63,13 @@ def register(subparsers: Any) -> None:
         "--auto-login",
         action="store_true",
         help="the issuer signs in the user named by login_hint=<tenant>/<user> without its page",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="warning",
+        help="log level on stderr; at info, one access-log line per request, tokens shown only as their"
+        " kid, sub and jti (default: warning; info shows the access logs of both servers)",
     )
     parser.set_defaults(run=run)
 
@@ -113,16 +129,27 @@ def _banner(stack: LocalStack, tenant: str, users: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Made here, not by the stack, so the log filter knows them before anything is logged.
+    secret = args.secret or new_secret()
+    admin_secret = args.admin_secret or new_secret()
+    with configure_logging(args.log_level, secrets=(secret, admin_secret)):
+        return _run(args, secret, admin_secret)
+
+
+def _run(args: argparse.Namespace, secret: str, admin_secret: str) -> int:
     settings = StackSettings(
         host=args.host,
         issuer_port=args.issuer_port,
         server_port=args.server_port,
-        secret=args.secret or None,
-        admin_secret=args.admin_secret or None,
+        secret=secret,
+        admin_secret=admin_secret,
         db_path=args.db,
         alg=args.alg,
         token_ttl=args.token_ttl,
         auto_login=args.auto_login,
+        exclusive_db=True,
+        log_level=args.log_level,
+        access_log=True,
     )
     users = [user.strip() for user in args.users.split(",") if user.strip()]
     # SIGTERM stops us the way Ctrl-C does: as KeyboardInterrupt, unwinding through `with`.
@@ -138,7 +165,14 @@ def run(args: argparse.Namespace) -> int:
                 threading.Event().wait()
             except KeyboardInterrupt:
                 print("mcp-idfwd up: stopping", file=sys.stderr, flush=True)
-    except (OSError, ValueError, DataKeyError, StorageTamperedError, sqlite3.Error) as exc:
+    except PortUnavailableError as exc:
+        flag = "--issuer-port" if exc.port == args.issuer_port else "--server-port"
+        print(
+            f"mcp-idfwd up: cannot start: {exc} (choose another with {flag}, or 0 for a free one)",
+            file=sys.stderr,
+        )
+        return 1
+    except (OSError, ValueError, DatabasePathError, DataKeyError, StorageTamperedError, sqlite3.Error) as exc:
         print(f"mcp-idfwd up: cannot start: {exc}", file=sys.stderr)
         return 1
     finally:

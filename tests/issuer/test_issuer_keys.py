@@ -41,7 +41,7 @@ def test_discovery_document(module_issuer: RunningIssuer) -> None:
     assert doc["issuer"] == module_issuer.url
     assert doc["jwks_uri"] == module_issuer.url + "/.well-known/jwks.json"
     assert doc["issue_token_endpoint"] == module_issuer.url + "/inner/api/mcp/issue-token"
-    assert set(doc["id_token_signing_alg_values_supported"]) == set(ALL_ALGS)
+    assert set(doc["id_token_signing_alg_values_supported"]) == {*ALL_ALGS, "Ed25519"}
     assert "max-age" in response.headers["cache-control"]
 
 

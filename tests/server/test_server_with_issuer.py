@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from mcp.types.version import LATEST_HANDSHAKE_VERSION
 
 from fake_enterprise import AdminClient, IssuerSettings
 from fake_enterprise import create_app as create_issuer_app
-from fake_mcp_server import ServerSettings, VerifierSettings, create_app
+from fake_mcp_server import JWKSTokenVerifier, ServerSettings, TokenRejected, VerifierSettings, create_app
 from harness.conformance import initialize_request
 from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
 
@@ -130,7 +131,7 @@ def test_key_rotation_does_not_break_a_running_server(issuer: tuple[str, AdminCl
     with _mcp_server(issuer_url) as resource_url:
         before = admin.issue_token("acme", "alice", resource_url)["token"]
         assert _call(resource_url, before).status_code == 200
-        for alg in ("RS256", "ES256", "EdDSA"):
+        for alg in ("RS256", "ES256", "EdDSA", "Ed25519"):
             admin.rotate_keys(alg)
             after = admin.issue_token("acme", "alice", resource_url)["token"]
             assert _call(resource_url, after).status_code == 200, alg
@@ -156,3 +157,31 @@ def test_jwks_outage_does_not_break_cached_keys(issuer: tuple[str, AdminClient])
         assert _call(resource_url, unseen_key).json()["error_description"] == "unknown signing key"
         admin.clear_faults()
         assert _call(resource_url, unseen_key).status_code == 200
+
+
+def test_a_verifier_that_allows_only_eddsa_refuses_the_fully_specified_name(
+    issuer: tuple[str, AdminClient],
+) -> None:
+    """`Ed25519` is allowed by default, and like any alg it can be left out of `algorithms`."""
+    issuer_url, admin = issuer
+    _sign_in(admin, "acme", "alice")
+    admin.rotate_keys("Ed25519")
+    token = admin.issue_token("acme", "alice", "https://mcp.example/mcp")["token"]
+    settings = VerifierSettings(audience="https://mcp.example/mcp", issuer=issuer_url, algorithms=("EdDSA",))
+
+    async def verify() -> str:
+        async with JWKSTokenVerifier(settings) as verifier:
+            try:
+                await verifier.verify(token)
+            except TokenRejected as exc:
+                return exc.description
+            return "accepted"
+
+    assert asyncio.run(verify()) == "algorithm not allowed"
+    default = VerifierSettings(audience="https://mcp.example/mcp", issuer=issuer_url)
+
+    async def verify_default() -> str | None:
+        async with JWKSTokenVerifier(default) as verifier:
+            return (await verifier.verify(token)).subject
+
+    assert asyncio.run(verify_default())
