@@ -50,6 +50,8 @@ class IssuerSettings:
     authorization_code_ttl: int = 60
     refresh_token_ttl: int = 30 * 86_400
     sign_in_ttl: int = 600
+    # How long a sign-in to the web console (`/console`) lasts.
+    console_session_ttl: int = 3600
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -67,7 +69,7 @@ class IssuerSettings:
         if self.token_profile not in TOKEN_PROFILES:
             raise ValueError(f"token_profile must be one of {', '.join(TOKEN_PROFILES)}")
         names = ("token_ttl", "jwks_max_age", "max_body_bytes", "max_key_retention", "refresh_token_ttl")
-        for name in (*names, "authorization_code_ttl", "sign_in_ttl"):
+        for name in (*names, "authorization_code_ttl", "sign_in_ttl", "console_session_ttl"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer")
