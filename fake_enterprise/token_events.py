@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -83,6 +84,8 @@ _MAX_JSON = 8 * 1024
 # Request bodies past this are not read for "who asked" (the endpoints refuse them anyway).
 _MAX_CAPTURE = 64 * 1024
 # Members of an answer that hold a token we signed (a refresh token is opaque: not shown, not kept).
+# How long to wait for the rest of a small body the handler did not read (it has all arrived, normally).
+_READ_REST_TIMEOUT = 1.0
 _TOKEN_MEMBERS = ("token", "access_token", "id_token")
 
 
@@ -180,6 +183,10 @@ class TokenEvents:
         return events
 
 
+def _header(scope: Scope, name: bytes) -> bytes:
+    return next((value for key, value in scope["headers"] if key.lower() == name), b"")
+
+
 def _who_asked(body: bytes, content_type: str) -> dict[str, Any]:
     """Who a request says it is for, from an allow-list of its fields (never a credential)."""
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -263,37 +270,61 @@ class TokenEventObserver:
         body = bytearray()
         answer = bytearray()
         status = 500
+        body_complete = False
         recorded = False
 
         async def observed_receive() -> Message:
+            nonlocal body_complete
             message = await receive()
-            if message["type"] == "http.request" and len(body) <= _MAX_CAPTURE:
-                body.extend(message.get("body", b""))
+            if message["type"] == "http.request":
+                if len(body) <= _MAX_CAPTURE:
+                    body.extend(message.get("body", b""))
+                body_complete = not message.get("more_body", False)
             return message
 
+        async def record(final_status: int) -> None:
+            nonlocal recorded
+            recorded = True
+            if not body_complete:
+                await self._read_rest(scope, observed_receive)
+            await self._record(endpoint, scope, bytes(body), final_status, bytes(answer))
+
         async def observed_send(message: Message) -> None:
-            nonlocal status, recorded
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
             elif message["type"] == "http.response.body":
                 answer.extend(message.get("body", b""))
                 if not message.get("more_body", False) and not recorded:
-                    recorded = True
-                    await self._record(endpoint, scope, bytes(body), status, bytes(answer))
+                    await record(status)
             await send(message)
 
         try:
             await self._app(scope, observed_receive, observed_send)
         except Exception:
             if not recorded:
-                await self._record(endpoint, scope, bytes(body), 500, b"")
+                answer.clear()
+                await record(500)
             raise
 
+    @staticmethod
+    async def _read_rest(scope: Scope, receive: Receive) -> None:
+        """Read a small body the handler refused without reading (a wrong secret): it says who asked."""
+        declared = _header(scope, b"content-length")
+        if not declared.isdigit() or int(declared) > _MAX_CAPTURE:
+            return
+        with anyio.move_on_after(_READ_REST_TIMEOUT):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+
     async def _record(self, endpoint: str, scope: Scope, body: bytes, status: int, answer: bytes) -> None:
-        headers = {
-            name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
-        }
-        asked = {} if len(body) > _MAX_CAPTURE else _who_asked(body, headers.get("content-type", ""))
+        content_type = next(
+            (value.decode("latin-1") for name, value in scope["headers"] if name.lower() == b"content-type"),
+            "",
+        )
+        asked = {} if len(body) > _MAX_CAPTURE else _who_asked(body, content_type)
         try:
             parsed = json.loads(answer) if answer else None
         except (ValueError, UnicodeError):
