@@ -280,6 +280,8 @@ class TokenEventObserver:
                 if len(body) <= _MAX_CAPTURE:
                     body.extend(message.get("body", b""))
                 body_complete = not message.get("more_body", False)
+            else:  # the client has gone: there is nothing more to read
+                body_complete = True
             return message
 
         async def record(final_status: int) -> None:
