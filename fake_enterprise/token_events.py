@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import anyio
 from starlette.concurrency import run_in_threadpool
@@ -187,6 +187,19 @@ def _header(scope: Scope, name: bytes) -> bytes:
     return next((value for key, value in scope["headers"] if key.lower() == name), b"")
 
 
+def _basic_client_id(scope: Scope) -> str | None:
+    """The client id of HTTP Basic client authentication (the user name; the password is not read)."""
+    scheme, _, credentials = _header(scope, b"authorization").decode("latin-1").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, separator, _ = decoded.partition(":")
+    return unquote(client_id) if separator and client_id else None
+
+
 def _who_asked(body: bytes, content_type: str) -> dict[str, Any]:
     """Who a request says it is for, from an allow-list of its fields (never a credential)."""
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -322,11 +335,10 @@ class TokenEventObserver:
                     return
 
     async def _record(self, endpoint: str, scope: Scope, body: bytes, status: int, answer: bytes) -> None:
-        content_type = next(
-            (value.decode("latin-1") for name, value in scope["headers"] if name.lower() == b"content-type"),
-            "",
-        )
+        content_type = _header(scope, b"content-type").decode("latin-1")
         asked = {} if len(body) > _MAX_CAPTURE else _who_asked(body, content_type)
+        if "client_id" not in asked and (client_id := _basic_client_id(scope)) is not None:
+            asked["client_id"] = client_id
         try:
             parsed = json.loads(answer) if answer else None
         except (ValueError, UnicodeError):

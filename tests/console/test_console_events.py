@@ -175,3 +175,23 @@ def test_a_recorded_claim_set_is_capped(tmp_path: Path) -> None:
         assert event.claims == {"truncated": True} and event.reason == "y" * 512
     finally:
         db.close()
+
+
+def test_a_refused_client_is_named_by_its_basic_credentials(module_issuer: RunningIssuer) -> None:
+    with module_issuer.admin() as admin, httpx.Client(timeout=10.0) as http:
+        client = admin.create_client(redirect_uris=["http://127.0.0.1:1/cb"])
+        refused = http.post(
+            f"{module_issuer.url}/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": "guessed",
+                "redirect_uri": "http://127.0.0.1:1/cb",
+            },
+            auth=(client["client_id"], "not-" + client["client_secret"]),
+        )
+    assert refused.status_code == 401
+    app_events: TokenEvents = module_issuer.served.server.config.app.state.issuer.events  # type: ignore[attr-defined]
+    [event] = [event for event in app_events.recent(500) if event.client_id == client["client_id"]]
+    assert (event.outcome, event.status, event.grant_type) == ("refused", 401, "authorization_code")
+    assert event.reason is not None and event.reason.startswith("invalid_client")
+    assert client["client_secret"] not in repr(event)
