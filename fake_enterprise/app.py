@@ -1,5 +1,6 @@
-"""The issuer's HTTP surface: discovery, JWKS, the inner issue-token API, the admin API and the
-OAuth authorization server's routes (built in `fake_enterprise.oauth`).
+"""The issuer's HTTP surface: discovery, JWKS, the inner issue-token API, the admin API, the
+OAuth authorization server's routes (built in `fake_enterprise.oauth`) and the web console
+(`fake_enterprise.console`).
 
 Which secret opens which route is `authentication.SecretGate`'s job."""
 
@@ -15,18 +16,22 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fake_enterprise.authentication import SecretGate
+from fake_enterprise.console import Console
 from fake_enterprise.directory import TenantPolicy, User
 from fake_enterprise.errors import IssuerError
 from fake_enterprise.faults import Faults
 from fake_enterprise.oauth.errors import OAuthError, oauth_error_response
+from fake_enterprise.oauth.metadata import TOKEN_PATH
 from fake_enterprise.service import ISSUE_TOKEN_PATH, IssuerService
 from fake_enterprise.settings import SIGNING_ALGORITHMS, TOKEN_PROFILES, IssuerSettings
 from fake_enterprise.storage import DatabaseLock
+from fake_enterprise.token_events import TokenEventObserver
 from fake_enterprise.validation import Body, check_identifier, read_json_object
 
 __all__ = ["create_app"]
@@ -285,6 +290,15 @@ def create_app(settings: IssuerSettings) -> Starlette:
             Route("/admin/clients", routes.list_clients, methods=["GET"]),
             Route("/admin/clients/{client_id}", routes.delete_client, methods=["DELETE"]),
             *service.oauth.routes(),
+            *Console(service).routes(),
+        ],
+        # Every token handed to a user, and every refusal, goes through one of these two paths.
+        middleware=[
+            Middleware(
+                TokenEventObserver,
+                events=service.events,
+                paths={ISSUE_TOKEN_PATH: "issue-token", TOKEN_PATH: "oauth-token"},
+            )
         ],
         exception_handlers={
             IssuerError: _issuer_error,

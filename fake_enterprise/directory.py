@@ -60,6 +60,14 @@ class TenantPolicy:
         return not self.deny and (self.allowed_audiences is None or audience in self.allowed_audiences)
 
 
+def _policy_of(row: sqlite3.Row) -> TenantPolicy:
+    audiences = row["allowed_audiences"]
+    return TenantPolicy(
+        deny=bool(row["deny"]),
+        allowed_audiences=None if audiences is None else tuple(json.loads(audiences)),
+    )
+
+
 def _grant_context(tenant_id: str, user_id: str) -> str:
     # Length-prefixed so that no two (tenant, user) pairs share a context.
     return f"grant:{len(tenant_id)}:{tenant_id}:{user_id}"
@@ -140,13 +148,7 @@ class Directory:
             grant_row = conn.execute(
                 "SELECT * FROM grants WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id)
             ).fetchone()
-        policy = TenantPolicy()
-        if policy_row is not None:
-            audiences = policy_row["allowed_audiences"]
-            policy = TenantPolicy(
-                deny=bool(policy_row["deny"]),
-                allowed_audiences=None if audiences is None else tuple(json.loads(audiences)),
-            )
+        policy = TenantPolicy() if policy_row is None else _policy_of(policy_row)
         user = None
         if user_row is not None:
             user = User(
@@ -176,6 +178,45 @@ class Directory:
                 (limit,),
             ).fetchall()
         return [User(**dict(row)) for row in rows]
+
+    def accounts(self, limit: int) -> list[tuple[User, Grant | None]]:
+        """Up to `limit` users with their SSO grant (None: never signed in), by tenant then user."""
+        with self._db.reading() as conn:
+            rows = conn.execute(
+                "SELECT u.tenant_id, u.user_id, u.email, u.name, u.token_profile, u.subject,"
+                " g.sealed_refresh_token, g.granted_at, g.expires_at, g.revoked_at"
+                " FROM users u LEFT JOIN grants g ON g.tenant_id = u.tenant_id AND g.user_id = u.user_id"
+                " ORDER BY u.tenant_id, u.user_id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        accounts = []
+        for row in rows:
+            user = User(
+                tenant_id=row["tenant_id"],
+                user_id=row["user_id"],
+                email=row["email"],
+                name=row["name"],
+                token_profile=row["token_profile"],
+                subject=row["subject"],
+            )
+            grant = None
+            if row["granted_at"] is not None:
+                grant = Grant(
+                    granted_at=row["granted_at"],
+                    expires_at=row["expires_at"],
+                    revoked_at=row["revoked_at"],
+                    sealed_refresh_token=row["sealed_refresh_token"],
+                )
+            accounts.append((user, grant))
+        return accounts
+
+    def policies(self) -> dict[str, TenantPolicy]:
+        """Every tenant that has a policy set, with it."""
+        with self._db.reading() as conn:
+            rows = conn.execute(
+                "SELECT tenant_id, deny, allowed_audiences FROM tenant_policies ORDER BY tenant_id"
+            ).fetchall()
+        return {row["tenant_id"]: _policy_of(row) for row in rows}
 
     def open_grant(self, user: User, grant: Grant) -> str:
         """The stored refresh token in the clear; `SealedDataError` if it was tampered with."""

@@ -17,6 +17,7 @@ from fake_enterprise.minting import MintError, TokenMinter
 from fake_enterprise.oauth import AuthorizationServer, openid_configuration
 from fake_enterprise.settings import IssuerSettings
 from fake_enterprise.storage import Database, check_database_path
+from fake_enterprise.token_events import TokenEvents
 
 __all__ = ["ISSUE_TOKEN_PATH", "IssuerService"]
 
@@ -60,6 +61,7 @@ class IssuerService:
             )
             self.keyring.load(settings.alg)
             self.faults = FaultSwitch()
+            self.events = TokenEvents(self._db, settings.clock)
             self.oauth = AuthorizationServer(
                 settings, self._db, cipher, self.directory, self.keyring, self.faults
             )

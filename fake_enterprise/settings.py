@@ -56,6 +56,8 @@ class IssuerSettings:
     # the same database is refused instead of drifting its keys apart. The CLI sets it; a process
     # that supervises several workers on one database takes the lock itself and leaves this off.
     exclusive_db: bool = False
+    # How long a sign-in to the web console (`/console`) lasts.
+    console_session_ttl: int = 3600
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -73,7 +75,7 @@ class IssuerSettings:
         if self.token_profile not in TOKEN_PROFILES:
             raise ValueError(f"token_profile must be one of {', '.join(TOKEN_PROFILES)}")
         names = ("token_ttl", "jwks_max_age", "max_body_bytes", "max_key_retention", "refresh_token_ttl")
-        for name in (*names, "authorization_code_ttl", "sign_in_ttl"):
+        for name in (*names, "authorization_code_ttl", "sign_in_ttl", "console_session_ttl"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer")

@@ -1,0 +1,76 @@
+"""Fixtures for the console's tests: real issuers on loopback ports, a console session over httpx."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from console_support import ADMIN_SECRET, SECRET, ConsoleBrowser, RunningIssuer, StartIssuer
+
+from fake_enterprise import IssuerSettings, create_app
+from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
+
+
+@pytest.fixture
+def start_issuer() -> Iterator[StartIssuer]:
+    """Start issuers with settings overrides (`issuer_url` may be given: it need not be where it listens)."""
+    running: list[ServedApp] = []
+
+    def start(**overrides: Any) -> RunningIssuer:
+        sock = bind_loopback()
+        fields: dict[str, Any] = {
+            "issuer_url": socket_url(sock),
+            "secret": SECRET,
+            "admin_secret": ADMIN_SECRET,
+            **overrides,
+        }
+        settings = IssuerSettings(**fields)
+        try:
+            served = start_in_thread(create_app(settings), sock)
+        except BaseException:
+            sock.close()
+            raise
+        running.append(served)
+        return RunningIssuer(served, settings)
+
+    try:
+        yield start
+    finally:
+        for served in reversed(running):
+            served.stop()
+
+
+@pytest.fixture(scope="module")
+def module_issuer() -> Iterator[RunningIssuer]:
+    """One issuer for a module's tests that keep to their own tenant."""
+    sock = bind_loopback()
+    settings = IssuerSettings(
+        issuer_url=socket_url(sock), secret=SECRET, admin_secret=ADMIN_SECRET, auto_login=True
+    )
+    served = start_in_thread(create_app(settings), sock)
+    try:
+        yield RunningIssuer(served, settings)
+    finally:
+        served.stop()
+
+
+@pytest.fixture
+def console(module_issuer: RunningIssuer) -> Iterator[ConsoleBrowser]:
+    """A fresh cookie jar on the module's issuer, not signed in."""
+    with httpx.Client(base_url=module_issuer.url, timeout=10.0) as http:
+        yield ConsoleBrowser(http)
+
+
+@pytest.fixture
+def signed_in(console: ConsoleBrowser) -> ConsoleBrowser:
+    answer = console.sign_in()
+    assert answer.status_code == 303 and answer.headers["location"] == "/console"
+    return console
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"tenant-{uuid.uuid4().hex[:12]}"
