@@ -55,7 +55,7 @@ class IssuerService:
                 write_ahead=settings.token_ttl,
             )
             self.keyring.load(settings.alg)
-            self.faults = FaultSwitch()
+            self.faults = FaultSwitch(self._db)
             self.oauth = AuthorizationServer(
                 settings, self._db, cipher, self.directory, self.keyring, self.faults
             )

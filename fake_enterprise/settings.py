@@ -7,10 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-__all__ = ["SIGNING_ALGORITHMS", "TOKEN_PROFILES", "IssuerSettings"]
+__all__ = ["SIGNING_ALGORITHMS", "SIGNING_MODES", "TOKEN_PROFILES", "IssuerSettings"]
 
 SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA")
 TOKEN_PROFILES = ("id_token", "access_token")
+# Where issue-token signs: "auto" picks per algorithm (see fake_enterprise/app.py), the others force it.
+SIGNING_MODES = ("auto", "inline", "threadpool")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class IssuerSettings:
     authorization_code_ttl: int = 60
     refresh_token_ttl: int = 30 * 86_400
     sign_in_ttl: int = 600
+    # "inline": sign on the event loop; "threadpool": in a worker thread; "auto": per algorithm.
+    signing_mode: str = "auto"
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -64,6 +68,8 @@ class IssuerSettings:
             raise ValueError("admin_secret must differ from secret (the inner secret every host holds)")
         if self.alg not in SIGNING_ALGORITHMS:
             raise ValueError(f"alg must be one of {', '.join(SIGNING_ALGORITHMS)}")
+        if self.signing_mode not in SIGNING_MODES:
+            raise ValueError(f"signing_mode must be one of {', '.join(SIGNING_MODES)}")
         if self.token_profile not in TOKEN_PROFILES:
             raise ValueError(f"token_profile must be one of {', '.join(TOKEN_PROFILES)}")
         names = ("token_ttl", "jwks_max_age", "max_body_bytes", "max_key_retention", "refresh_token_ttl")
