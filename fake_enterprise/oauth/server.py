@@ -34,6 +34,7 @@ from fake_enterprise.oauth.metadata import (
     authorization_server_metadata,
 )
 from fake_enterprise.oauth.pages import Pages
+from fake_enterprise.oauth.pending import PendingStore
 from fake_enterprise.oauth.provider import DEFAULT_SCOPES, SIGN_IN_PATH, IssuerOAuthProvider
 from fake_enterprise.oauth.tokens import OAuthTokens
 from fake_enterprise.settings import IssuerSettings
@@ -74,6 +75,7 @@ class AuthorizationServer:
             self.grants,
             OAuthTokens(settings, keyring),
             UserAccess(directory, faults, settings.clock),
+            PendingStore(db, self.clients, settings.clock),
         )
         self.exchange = TokenExchange(self.provider)
         self.pages = Pages(self.provider, directory)
