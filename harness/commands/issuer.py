@@ -10,14 +10,24 @@ from typing import Any
 
 from fake_enterprise import (
     SIGNING_ALGORITHMS,
+    SIGNING_MODES,
     TOKEN_PROFILES,
     DataKeyError,
     IssuerSettings,
     StorageTamperedError,
     create_app,
 )
+from fake_enterprise.service import IssuerService
 from harness.commands._arguments import loopback_host, port, positive_int
 from harness.generated_secrets import new_secret
+from harness.issuer_workers import (
+    SOCKET_SHARING,
+    DatabaseInUseError,
+    WorkerFailedError,
+    hold_database_lock,
+    start_workers,
+    supervise,
+)
 from harness.servers import bind_loopback, serve_forever, socket_url
 
 SECRET_ENV = "MCP_IDFWD_ISSUER_SECRET"
@@ -67,43 +77,93 @@ def register(subparsers: Any) -> None:
         help="answer an authorization request whose login_hint=<tenant>/<user> names an existing user"
         " with a code straight away, without the sign-in page (for headless OAuth clients and CI)",
     )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="worker processes serving the port, all on one database and key ring (needs --db FILE;"
+        " default: 1, no extra process)",
+    )
+    parser.add_argument(
+        "--socket-sharing",
+        choices=SOCKET_SHARING,
+        default="reuseport",
+        help="with --workers: each worker listens on its own SO_REUSEPORT socket (default), or all"
+        " accept on one shared socket",
+    )
+    parser.add_argument(
+        "--signing-mode",
+        choices=SIGNING_MODES,
+        default="auto",
+        help="where issue-token signs: inline on the event loop, in a thread pool, or auto (per alg;"
+        " see docs/issuer-performance.md)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.workers > 1 and args.db in (":memory:", ""):
+        print("mcp-idfwd issuer: --workers needs --db FILE (the workers share one database)", file=sys.stderr)
+        return 1
     secret = args.secret or new_secret()
     admin_secret = args.admin_secret or new_secret()
+    # With SO_REUSEPORT workers, this socket only holds the port: the workers listen on their own.
+    reuse_port = args.workers > 1 and args.socket_sharing == "reuseport"
     try:
-        sock = bind_loopback(args.host, args.port)
+        sock = bind_loopback(args.host, args.port, reuse_port=reuse_port, listen=not reuse_port)
     except OSError as exc:
         print(f"mcp-idfwd issuer: cannot bind {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
     with sock:
         url = socket_url(sock)
         try:
-            settings = IssuerSettings(
-                issuer_url=url,
-                secret=secret,
-                admin_secret=admin_secret,
-                db_path=args.db,
-                alg=args.alg,
-                token_ttl=args.token_ttl,
-                token_profile=args.token_profile,
-                auto_login=args.auto_login,
-            )
-            app = create_app(settings)
-        except (ValueError, DataKeyError, StorageTamperedError, OSError, sqlite3.Error) as exc:
+            with hold_database_lock(args.db):
+                settings = IssuerSettings(
+                    issuer_url=url,
+                    secret=secret,
+                    admin_secret=admin_secret,
+                    db_path=args.db,
+                    alg=args.alg,
+                    token_ttl=args.token_ttl,
+                    token_profile=args.token_profile,
+                    auto_login=args.auto_login,
+                    signing_mode=args.signing_mode,
+                )
+                if args.workers == 1:
+                    app = create_app(settings)
+                    _announce(args, url, settings, secret, admin_secret)
+                    serve_forever(app, sock)
+                    return 0
+                # Checked (data key, stored keys, schema) and prepared once, here, so that a bad
+                # database is one line from the supervisor, not N tracebacks from workers.
+                IssuerService(settings).close()
+                workers = start_workers(settings, sock, args.workers, socket_sharing=args.socket_sharing)
+                _announce(args, url, settings, secret, admin_secret)
+                pids = " ".join(map(str, workers.pids))
+                print(f"workers: {args.workers} ({args.socket_sharing}), pids {pids}", flush=True)
+                return supervise(workers, lambda why: print(f"mcp-idfwd issuer: {why}", file=sys.stderr))
+        except (
+            ValueError,
+            DataKeyError,
+            StorageTamperedError,
+            DatabaseInUseError,
+            WorkerFailedError,
+            OSError,
+            sqlite3.Error,
+        ) as exc:
             print(f"mcp-idfwd issuer: {exc}", file=sys.stderr)
             return 1
-        print(f"issuer: {url}")
-        print(f"jwks:   {settings.jwks_uri}")
-        print(
-            f"oauth:  {url}/.well-known/oauth-authorization-server"
-            + (" (auto-login)" if args.auto_login else "")
-        )
-        # A generated secret is printed once, here; a given one is never echoed.
-        print(f"secret: {secret}" if not args.secret else "secret: (as given)")
-        print(f"admin secret: {admin_secret}" if not args.admin_secret else "admin secret: (as given)")
-        print(f"db:     {args.db}", flush=True)
-        serve_forever(app, sock)
-    return 0
+
+
+def _announce(
+    args: argparse.Namespace, url: str, settings: IssuerSettings, secret: str, admin_secret: str
+) -> None:
+    print(f"issuer: {url}")
+    print(f"jwks:   {settings.jwks_uri}")
+    print(
+        f"oauth:  {url}/.well-known/oauth-authorization-server" + (" (auto-login)" if args.auto_login else "")
+    )
+    # A generated secret is printed once, here; a given one is never echoed.
+    print(f"secret: {secret}" if not args.secret else "secret: (as given)")
+    print(f"admin secret: {admin_secret}" if not args.admin_secret else "admin secret: (as given)")
+    print(f"db:     {args.db}", flush=True)
