@@ -38,8 +38,8 @@ __all__ = [
     "IssuerWorkers",
     "WorkerFailedError",
     "hold_database_lock",
+    "serve_with_workers",
     "start_workers",
-    "supervise",
 ]
 
 SOCKET_SHARING = ("reuseport", "shared")
@@ -95,6 +95,8 @@ def _worker_main(
     log_level: str,
 ) -> None:
     """One worker: its own app and database connection, serving until SIGINT/SIGTERM."""
+    # The supervisor's SIGTERM handler came with the fork; uvicorn installs its own once serving.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(parent_pid)
     try:
         if sock is None:
@@ -149,14 +151,17 @@ def start_workers(
 ) -> IssuerWorkers:
     """Start `count` workers serving `settings` on `sock`'s port; return once all accept requests.
 
+    Workers are forked: call this from a process that runs no other threads (the CLI does).
+
     With "reuseport", `sock` must be bound with SO_REUSEPORT and not listening (it holds the
     port); with "shared", it is the listening socket every worker accepts on.
     """
     if socket_sharing not in SOCKET_SHARING:
         raise ValueError(f"socket_sharing must be one of {', '.join(SOCKET_SHARING)}")
-    # Spawned, not forked: each worker starts from a clean interpreter, with no copy of the
-    # parent's locks, threads or SQLite state.
-    context = multiprocessing.get_context("spawn")
+    # Forked: a spawned worker would import everything again (1 s of CPU, several on a busy
+    # machine). Forking is safe from the CLI's supervisor: it has no other threads, and it has
+    # closed its SQLite connection; each worker opens its own.
+    context = multiprocessing.get_context("fork")
     address = sock.getsockname()[:2]
     shared = sock if socket_sharing == "shared" else None
     pipes = [context.Pipe(duplex=False) for _ in range(count)]
@@ -205,14 +210,28 @@ def _wait_until_ready(workers: IssuerWorkers, timeout: float) -> None:
                 raise WorkerFailedError(message)
 
 
-def supervise(workers: IssuerWorkers, on_exit: Callable[[str], None]) -> int:
-    """Serve until SIGINT/SIGTERM (0) or until a worker exits on its own (1, `on_exit` told why)."""
+def serve_with_workers(
+    settings: IssuerSettings,
+    sock: socket.socket,
+    count: int,
+    *,
+    socket_sharing: str = "reuseport",
+    announce: Callable[[IssuerWorkers], None],
+    on_exit: Callable[[str], None],
+) -> int:
+    """Start the workers, `announce` them, and serve until SIGINT/SIGTERM (0) or until a worker
+    exits on its own (1, after `on_exit` was told why). Every worker is gone when this returns.
+    """
 
     def stop_on_signal(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Before the first worker starts: a SIGTERM that comes early must stop them all too.
     previous = signal.signal(signal.SIGTERM, stop_on_signal)
+    workers: IssuerWorkers | None = None
     try:
+        workers = start_workers(settings, sock, count, socket_sharing=socket_sharing)
+        announce(workers)
         exited = workers.wait()
         on_exit(f"worker {exited.pid} exited with status {exited.exitcode}; stopping the others")
         return 1
@@ -222,6 +241,7 @@ def supervise(workers: IssuerWorkers, on_exit: Callable[[str], None]) -> int:
         # Further signals (a second Ctrl-C) must not cut the shutdown short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        workers.stop()
+        if workers is not None:
+            workers.stop()
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, signal.default_int_handler)

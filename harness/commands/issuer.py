@@ -23,10 +23,10 @@ from harness.generated_secrets import new_secret
 from harness.issuer_workers import (
     SOCKET_SHARING,
     DatabaseInUseError,
+    IssuerWorkers,
     WorkerFailedError,
     hold_database_lock,
-    start_workers,
-    supervise,
+    serve_with_workers,
 )
 from harness.servers import bind_loopback, serve_forever, socket_url
 
@@ -137,11 +137,20 @@ def run(args: argparse.Namespace) -> int:
                 # Checked (data key, stored keys, schema) and prepared once, here, so that a bad
                 # database is one line from the supervisor, not N tracebacks from workers.
                 IssuerService(settings).close()
-                workers = start_workers(settings, sock, args.workers, socket_sharing=args.socket_sharing)
-                _announce(args, url, settings, secret, admin_secret)
-                pids = " ".join(map(str, workers.pids))
-                print(f"workers: {args.workers} ({args.socket_sharing}), pids {pids}", flush=True)
-                return supervise(workers, lambda why: print(f"mcp-idfwd issuer: {why}", file=sys.stderr))
+
+                def announce(workers: IssuerWorkers) -> None:
+                    _announce(args, url, settings, secret, admin_secret)
+                    pids = " ".join(map(str, workers.pids))
+                    print(f"workers: {args.workers} ({args.socket_sharing}), pids {pids}", flush=True)
+
+                return serve_with_workers(
+                    settings,
+                    sock,
+                    args.workers,
+                    socket_sharing=args.socket_sharing,
+                    announce=announce,
+                    on_exit=lambda why: print(f"mcp-idfwd issuer: {why}", file=sys.stderr),
+                )
         except (
             ValueError,
             DataKeyError,
