@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -63,6 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sign-seconds", type=float, default=2.0, help="raw signing seconds (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per level (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the workers mode")
+    parser.add_argument(
+        "--compare-sharing",
+        action="store_true",
+        help="also run the workers with one shared listening socket (workers_N_shared) beside SO_REUSEPORT",
+    )
     parser.add_argument("--quick", action="store_true", help="1 s per level, 0.5 s raw signing")
     add_json_out_argument(parser)
     args = parser.parse_args(argv)
@@ -170,6 +176,7 @@ async def measure_level(
     url: str, secret: str, pid: int, users: list[str], clients: int, seconds: float
 ) -> dict[str, Any]:
     requests = [issue_token_request(url, secret, user) for user in users]
+    before = worker_sockets(pid)
     connections = [await KeepAliveConnection.open(url) for _ in range(clients)]
     latencies: list[float] = []
     failures = 0
@@ -191,6 +198,10 @@ async def measure_level(
 
     try:
         await run(min(0.5, seconds / 4), record=False)  # warm-up
+        # Connections each worker accepted (all have been answered by now): how evenly they spread.
+        spread = sorted(
+            (count - before.get(child, 0) for child, count in worker_sockets(pid).items()), reverse=True
+        )
         issuer_cpu = process_tree_cpu_seconds(pid)
         own_cpu = time.process_time()
         elapsed = await run(seconds, record=True)
@@ -209,6 +220,7 @@ async def measure_level(
         if issuer_cpu is None or issuer_cpu_after is None
         else (issuer_cpu_after - issuer_cpu) / elapsed,
         "own_cpu": (own_cpu_after - own_cpu) / elapsed,
+        "spread": spread,
     }
 
 
@@ -216,13 +228,38 @@ def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.0f}%"
 
 
-def modes(workers: int, db_dir: Path) -> dict[str, list[str]]:
+def modes(workers: int, db_dir: Path, compare_sharing: bool) -> dict[str, list[str]]:
     """Each mode's extra issuer options: today's code path, inline signing, and N workers."""
-    return {
+    chosen = {
         "today": ["--signing-mode", "threadpool"],
         "inline": ["--signing-mode", "inline"],
         f"workers_{workers}": ["--workers", str(workers), "--db", str(db_dir / "workers.db")],
     }
+    if compare_sharing:
+        shared = ["--workers", str(workers), "--db", str(db_dir / "shared.db"), "--socket-sharing", "shared"]
+        chosen[f"workers_{workers}_shared"] = shared
+    return chosen
+
+
+def _sockets(pid: int) -> int:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    names = []
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            names.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return sum(name.startswith("socket:") for name in names)
+
+
+def worker_sockets(pid: int) -> dict[int, int]:
+    """Open sockets of each worker process of issuer `pid` (none for a single-process issuer)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return {}
+    return {int(child): _sockets(int(child)) for child in children}
 
 
 def _median_of(levels: list[dict[str, Any]], name: str) -> float:
@@ -312,6 +349,7 @@ def report_mode(
         percent(issuer_cpu),
         per_request,
         percent(_median_of(levels, "own_cpu")),
+        " ".join("/".join(map(str, level["spread"])) for level in levels) or "-",
     ]
 
 
@@ -332,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             secret, admin_secret = secrets.token_hex(24), secrets.token_hex(24)
             with ExitStack() as stack:
                 issuers = {}
-                for name, options in modes(args.workers, Path(tmp) / alg).items():
+                for name, options in modes(args.workers, Path(tmp) / alg, args.compare_sharing).items():
                     (Path(tmp) / alg).mkdir(exist_ok=True)
                     issuers[name] = stack.enter_context(
                         issuer_process(alg, secret, admin_secret, options=options)
@@ -360,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         "(the modes take turns at each level, the first one rotating). req/s: best / median of the\n"
         "repeats; 'x today': req/s ÷ today's, paired repeat by repeat (median); p50/p99: median of the\n"
         "repeats. CPU columns: CPU seconds per wall second of the issuer's processes and of this\n"
-        "generator (100% = one core).\n"
+        "generator (100% = one core). Connections per worker: how the kernel spread each repeat's\n"
+        "connections over the workers.\n"
         f"1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after."
     )
     print()
@@ -378,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                 "issuer CPU",
                 "issuer CPU us/req",
                 "generator CPU",
+                "connections per worker",
             ],
             rows,
         )
