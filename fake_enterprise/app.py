@@ -38,9 +38,13 @@ _MAX_RAW_JSON = 16 * 1024
 _log = logging.getLogger(__name__)
 
 # Algorithms whose issue-token runs inline on the event loop in signing_mode "auto"; the others
-# hop to a worker thread. Measured with bench/issuer_throughput.py (figures: docs/issuer-performance.md):
-# an ES256 or EdDSA signature takes 25-45 us, less than the hop to a thread and back
-# (45-70 us), so inline wins outright. RS256 costs ~220 us a signature; ALGS_SIGNED_INLINE_NOTE.
+# hop to a worker thread. Chosen by bench/issuer_throughput.py (docs/issuer-performance.md), the
+# modes side by side in one run. ES256/EdDSA: inline gave 1.3-2.9x the thread pool's req/s at
+# 1-64 clients and lower p99 (ES256, 64 clients: 65 vs 126 ms on a loaded 2-core machine): their
+# signature costs less than the hop to a thread and back. RS256: inline gave only 1.00-1.27x at
+# 16-64 clients and a worse p99 at 64 clients in both runs (150 vs 122 ms, 235 vs 136 ms):
+# cryptography releases the GIL while it signs RSA, so in a thread the ~0.3-1.4 ms signature
+# overlaps the event loop's work instead of stalling every other connection.
 _INLINE_ALGS = frozenset({"ES256", "EdDSA"})
 
 
