@@ -39,12 +39,13 @@ _log = logging.getLogger(__name__)
 
 # Algorithms whose issue-token runs inline on the event loop in signing_mode "auto"; the others
 # hop to a worker thread. Chosen by bench/issuer_throughput.py (docs/issuer-performance.md), the
-# modes side by side in one run. ES256/EdDSA: inline gave 1.3-2.9x the thread pool's req/s at
-# 1-64 clients and lower p99 (ES256, 64 clients: 65 vs 126 ms on a loaded 2-core machine): their
-# signature costs less than the hop to a thread and back. RS256: inline gave only 1.00-1.27x at
-# 16-64 clients and a worse p99 at 64 clients in both runs (150 vs 122 ms, 235 vs 136 ms):
-# cryptography releases the GIL while it signs RSA, so in a thread the ~0.3-1.4 ms signature
-# overlaps the event loop's work instead of stalling every other connection.
+# modes side by side in one run, on a shared 2-core machine. ES256/EdDSA: inline gave 1.4-3.1x
+# the thread pool's req/s at 1-64 clients and a lower p99 in every run (ES256, 64 clients: 31 vs
+# 86 ms); their signature costs less than the hop to a thread and back. RS256: inline gave
+# 1.0-1.8x the req/s (mostly 1.1-1.3x) but a worse p99 at 64 clients in 3 runs of 4 (123 vs 66,
+# 150 vs 122, 235 vs 136 ms; once better, 54 vs 102): cryptography releases the GIL while it signs
+# RSA, so in a thread the 0.3-1.4 ms signature overlaps the loop's work instead of stalling every
+# other connection. RS256 stays in the thread pool.
 _INLINE_ALGS = frozenset({"ES256", "EdDSA"})
 
 
