@@ -312,6 +312,18 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def process_tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time of `pid` and its children (an issuer's worker processes), Linux /proc."""
+    total = process_cpu_seconds(pid)
+    if total is None:
+        return None
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(process_cpu_seconds(int(child)) or 0.0 for child in children)
+
+
 @dataclass
 class ChildProcess:
     """A child started by `spawn`; `first_line` is the line it announced itself with."""
@@ -422,10 +434,13 @@ class IssuerProcess:
 
 @contextmanager
 def issuer_process(
-    alg: str, secret: str, admin_secret: str, *, token_ttl: int = 300
+    alg: str, secret: str, admin_secret: str, *, token_ttl: int = 300, options: Sequence[str] = ()
 ) -> Iterator[IssuerProcess]:
-    """`python -m harness issuer` on a free loopback port in its own process (own GIL), ready to serve."""
-    options = ["--port", "0", "--alg", alg, "--token-ttl", str(token_ttl)]
+    """`python -m harness issuer` on a free loopback port in its own process (own GIL), ready to serve.
+
+    `options` are more command-line options (`--workers 2 --db FILE`, `--signing-mode inline`).
+    """
+    options = ["--port", "0", "--alg", alg, "--token-ttl", str(token_ttl), *options]
     argv = [sys.executable, "-m", "harness", "issuer", *options]
     env = {"MCP_IDFWD_ISSUER_SECRET": secret, "MCP_IDFWD_ADMIN_SECRET": admin_secret}
     with spawn(argv, announces=lambda line: line.startswith("issuer:"), env=env) as child:

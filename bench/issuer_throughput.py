@@ -1,25 +1,35 @@
 """Issuer throughput: issue-token requests per second and latency at 1, 16 and 64 concurrent clients.
 
-    python bench/issuer_throughput.py [--algs RS256 ES256 EdDSA] [--clients 1 16 64] [--seconds 3] [--quick]
-                                     [--json-out PATH]
+    python bench/issuer_throughput.py [--algs RS256 ES256 EdDSA] [--clients 1 16 64] [--seconds 3]
+                                     [--repeats 3] [--workers 2] [--quick] [--json-out PATH]
 
-For each algorithm the issuer runs in its own process (so this load generator does not share
-its GIL) and is loaded over keep-alive HTTP connections, one per concurrent client. In the same
-run, raw signing throughput (PyJWT `jwt.encode` of the same claims and header, one thread, with
-a key of the same type and size as the issuer's) gives the ceiling: mint throughput is reported
-as a fraction of it. The issuer signs on one core at a time (one Python process), so a fraction
-close to 1 means the issuer spends its time signing, not in HTTP, JSON or storage.
+For each algorithm three issuers run side by side, each in its own process (so this load
+generator does not share their GIL), and are loaded over keep-alive HTTP connections, one per
+concurrent client:
+- `today`: one process, issue-token signing in a worker thread (the code path before issue 12);
+- `inline`: one process, signing inline on the event loop;
+- `workers_N`: `--workers N` processes on one port and one database, signing as `auto` picks.
+Levels are measured in `--repeats` interleaved rounds (every mode at a level, the mode that goes
+first rotating, before the next level), so drift and noisy neighbours hurt every mode alike;
+figures are the median across repeats (rates also the best), ratios are paired repeat by repeat.
+In the same run, raw signing throughput (PyJWT `jwt.encode` of the same claims and header, one
+thread, with a key of the same type and size as the issuer's) gives the ceiling of one core.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import secrets
 import socket
 import sys
+import tempfile
 import time
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,7 +43,7 @@ from _support import (
     median,
     ms,
     percentile,
-    process_cpu_seconds,
+    process_tree_cpu_seconds,
 )
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
@@ -52,6 +62,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", nargs="+", type=int, default=[1, 16, 64], help="concurrency levels")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per level (default 3)")
     parser.add_argument("--sign-seconds", type=float, default=2.0, help="raw signing seconds (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per level (default 3)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the workers mode")
+    parser.add_argument(
+        "--compare-sharing",
+        action="store_true",
+        help="also run the workers with one shared listening socket (workers_N_shared) beside SO_REUSEPORT",
+    )
     parser.add_argument("--quick", action="store_true", help="1 s per level, 0.5 s raw signing")
     add_json_out_argument(parser)
     args = parser.parse_args(argv)
@@ -159,6 +176,7 @@ async def measure_level(
     url: str, secret: str, pid: int, users: list[str], clients: int, seconds: float
 ) -> dict[str, Any]:
     requests = [issue_token_request(url, secret, user) for user in users]
+    before = worker_sockets(pid)
     connections = [await KeepAliveConnection.open(url) for _ in range(clients)]
     latencies: list[float] = []
     failures = 0
@@ -180,10 +198,14 @@ async def measure_level(
 
     try:
         await run(min(0.5, seconds / 4), record=False)  # warm-up
-        issuer_cpu = process_cpu_seconds(pid)
+        # Connections each worker accepted (all have been answered by now): how evenly they spread.
+        spread = sorted(
+            (count - before.get(child, 0) for child, count in worker_sockets(pid).items()), reverse=True
+        )
+        issuer_cpu = process_tree_cpu_seconds(pid)
         own_cpu = time.process_time()
         elapsed = await run(seconds, record=True)
-        issuer_cpu_after = process_cpu_seconds(pid)
+        issuer_cpu_after = process_tree_cpu_seconds(pid)
         own_cpu_after = time.process_time()
     finally:
         for connection in connections:
@@ -198,6 +220,7 @@ async def measure_level(
         if issuer_cpu is None or issuer_cpu_after is None
         else (issuer_cpu_after - issuer_cpu) / elapsed,
         "own_cpu": (own_cpu_after - own_cpu) / elapsed,
+        "spread": spread,
     }
 
 
@@ -205,24 +228,129 @@ def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.0f}%"
 
 
-def cpu_per_request(level: dict[str, Any]) -> str:
-    """Issuer CPU time per issue-token request, to set beside the time one signature takes."""
-    cpu = level["issuer_cpu"]
-    return "n/a" if cpu is None or not level["rate"] else f"{cpu / level['rate'] * 1e6:.0f}"
+def modes(workers: int, db_dir: Path, compare_sharing: bool) -> dict[str, list[str]]:
+    """Each mode's extra issuer options: today's code path, inline signing, and N workers."""
+    chosen = {
+        "today": ["--signing-mode", "threadpool"],
+        "inline": ["--signing-mode", "inline"],
+        f"workers_{workers}": ["--workers", str(workers), "--db", str(db_dir / "workers.db")],
+    }
+    if compare_sharing:
+        shared = ["--workers", str(workers), "--db", str(db_dir / "shared.db"), "--socket-sharing", "shared"]
+        chosen[f"workers_{workers}_shared"] = shared
+    return chosen
 
 
-def report_level(report: Report, alg: str, clients: int, level: dict[str, Any], signing: float) -> None:
-    """One load level's figures; its latencies come from one run of `requests` requests."""
-    about = f"{alg}, {clients} client{'s' if clients > 1 else ''}"
-    prefix = f"{alg}.clients_{clients}"
-    report.add(f"{prefix}.requests", level["requests"], "count", label=f"requests measured, {about}")
-    report.add(f"{prefix}.rate", level["rate"], "req/s", label=f"issue-token req/s, {about}", headline=True)
-    report.add(f"{prefix}.p50", level["p50"] * 1e3, "ms", label=f"issue-token p50, {about}")
+def _sockets(pid: int) -> int:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    names = []
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            names.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return sum(name.startswith("socket:") for name in names)
+
+
+def worker_sockets(pid: int) -> dict[int, int]:
+    """Open sockets of each worker process of issuer `pid` (none for a single-process issuer)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return {}
+    return {int(child): _sockets(int(child)) for child in children}
+
+
+def _median_of(levels: list[dict[str, Any]], name: str) -> float:
+    return median([level[name] for level in levels])
+
+
+async def measure_modes(
+    issuers: dict[str, Any], secret: str, users: list[str], args: argparse.Namespace
+) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """Every (mode, clients) level measured once per repeat, the modes taking turns within a level."""
+    names = list(issuers)
+    measured: dict[tuple[str, int], list[dict[str, Any]]] = {
+        (name, clients): [] for name in names for clients in args.clients
+    }
+    turn = 0
+    for _ in range(args.repeats):
+        for clients in args.clients:
+            shift = turn % len(names)
+            turn += 1
+            for name in names[shift:] + names[:shift]:
+                issuer = issuers[name]
+                level = await measure_level(issuer.url, secret, issuer.pid, users, clients, args.seconds)
+                measured[name, clients].append(level)
+    return measured
+
+
+def paired(levels: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> float:
+    """Rate ÷ the baseline's rate, repeat by repeat (both measured back to back), the median."""
+    return median([level["rate"] / base["rate"] for level, base in zip(levels, baseline, strict=True)])
+
+
+def report_mode(
+    report: Report,
+    alg: str,
+    mode: str,
+    clients: int,
+    levels: list[dict[str, Any]],
+    today: list[dict[str, Any]],
+) -> list[object]:
+    """The figures of one (alg, mode, clients) level over its repeats, and its table row."""
+    about = f"{alg}, {mode}, {clients} client{'s' if clients > 1 else ''}"
+    prefix = f"{alg}.{mode}.clients_{clients}"
+    rate, p50, p99 = (_median_of(levels, name) for name in ("rate", "p50", "p99"))
+    failures = sum(level["failures"] for level in levels)
+    headline = mode != "inline" and clients >= 16
     report.add(
-        f"{prefix}.p99", level["p99"] * 1e3, "ms", label=f"issue-token p99, {about}", headline=clients >= 64
+        f"{prefix}.requests", sum(level["requests"] for level in levels), "count", label=f"requests, {about}"
     )
-    report.add(f"{prefix}.non_200", level["failures"], "count", label=f"non-200 answers, {about}")
-    report.add(f"{prefix}.over_raw_sign", level["rate"] / signing, "x", label=f"req/s ÷ raw signing, {about}")
+    report.add(
+        f"{prefix}.rate",
+        rate,
+        "req/s",
+        label=f"issue-token req/s (median of repeats), {about}",
+        headline=headline,
+    )
+    report.add(f"{prefix}.p50", p50 * 1e3, "ms", label=f"issue-token p50, {about}")
+    report.add(
+        f"{prefix}.p99",
+        p99 * 1e3,
+        "ms",
+        label=f"issue-token p99, {about}",
+        headline=headline and clients >= 64,
+    )
+    report.add(f"{prefix}.non_200", failures, "count", label=f"non-200 answers, {about}")
+    ratio = paired(levels, today)
+    if mode != "today":
+        report.add(
+            f"{prefix}.over_today",
+            ratio,
+            "x",
+            label=f"req/s ÷ today's path, paired, {about}",
+            headline=clients == 16,
+        )
+    cpu = [level["issuer_cpu"] for level in levels if level["issuer_cpu"] is not None]
+    issuer_cpu = median(cpu) if cpu else None
+    per_request = "n/a" if issuer_cpu is None or not rate else f"{issuer_cpu / rate * 1e6:.0f}"
+    rates = [level["rate"] for level in levels]
+    return [
+        alg,
+        mode,
+        clients,
+        f"{max(rates):.0f} / {rate:.0f}",
+        "-" if mode == "today" else f"{ratio:.2f}",
+        ms(p50),
+        ms(p99),
+        failures,
+        percent(issuer_cpu),
+        per_request,
+        percent(_median_of(levels, "own_cpu")),
+        " ".join("/".join(map(str, level["spread"])) for level in levels) or "-",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,64 +359,65 @@ def main(argv: list[str] | None = None) -> int:
     signing: dict[str, float] = {}
     rows: list[list[object]] = []
     report = Report("issuer_throughput")
-    commands: set[str] = set()
     failures = 0
-    for alg in args.algs:
-        signing[alg] = raw_signing_rate(alg, args.sign_seconds)
-        report.add(f"{alg}.raw_sign", signing[alg], "ops/s", label=f"raw PyJWT jwt.encode, one thread, {alg}")
-        secret, admin_secret = secrets.token_hex(24), secrets.token_hex(24)
-        with issuer_process(alg, secret, admin_secret) as issuer:
-            commands.add(issuer.command.replace(alg, "ALG"))
-            with AdminClient(issuer.url, admin_secret) as admin:
-                for user in users:
-                    admin.create_user(TENANT, user, email=f"{user}@example.com", name=user)
-                    admin.grant(TENANT, user)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="issuer-bench-") as tmp:
+        for alg in args.algs:
+            signing[alg] = raw_signing_rate(alg, args.sign_seconds)
+            report.add(
+                f"{alg}.raw_sign", signing[alg], "ops/s", label=f"raw PyJWT jwt.encode, one thread, {alg}"
+            )
+            secret, admin_secret = secrets.token_hex(24), secrets.token_hex(24)
+            with ExitStack() as stack:
+                issuers = {}
+                for name, options in modes(args.workers, Path(tmp) / alg, args.compare_sharing).items():
+                    (Path(tmp) / alg).mkdir(exist_ok=True)
+                    issuers[name] = stack.enter_context(
+                        issuer_process(alg, secret, admin_secret, options=options)
+                    )
+                    with AdminClient(issuers[name].url, admin_secret) as admin:
+                        for user in users:
+                            admin.create_user(TENANT, user, email=f"{user}@example.com", name=user)
+                            admin.grant(TENANT, user)
+                measured = asyncio.run(measure_modes(issuers, secret, users, args))
             for clients in args.clients:
-                level = asyncio.run(
-                    measure_level(issuer.url, secret, issuer.pid, users, clients, args.seconds)
-                )
-                failures += level["failures"]
-                report_level(report, alg, clients, level, signing[alg])
-                rows.append(
-                    [
-                        alg,
-                        clients,
-                        f"{level['rate']:.0f}",
-                        ms(level["p50"]),
-                        ms(level["p99"]),
-                        level["failures"],
-                        percent(level["issuer_cpu"]),
-                        cpu_per_request(level),
-                        percent(level["own_cpu"]),
-                        f"{level['rate'] / signing[alg]:.2f}",
-                    ]
-                )
+                for name in issuers:
+                    levels = measured[name, clients]
+                    failures += sum(level["failures"] for level in levels)
+                    rows.append(report_mode(report, alg, name, clients, levels, measured["today", clients]))
+    load_after = os.getloadavg()
 
     print(f"### Issuer throughput: issue-token ({machine_summary()})")
     print()
     print(
-        f"The issuer runs in a separate process ({'; '.join(sorted(commands))}), so it does not share\n"
-        "the load generator's GIL; the generator (asyncio, one keep-alive HTTP/1.1 connection per client,\n"
-        f"minimal HTTP as wrk speaks it) runs here. {args.seconds:g} s measured per level after a warm-up;\n"
-        "every request mints a new token for one of the pre-created users. CPU columns: CPU seconds per\n"
-        "wall second of the issuer process and of this generator (100% = one core), and issuer CPU per\n"
-        "request, to compare with the us per signature below. 'mint / raw sign' =\n"
-        "issue-token req/s divided by raw PyJWT signing ops/s (one thread) measured in this run."
+        "Three issuers per alg, each in its own process: `today` (one process, signing in a thread\n"
+        "pool: the code path before issue 12), `inline` (one process, signing on the event loop) and\n"
+        f"`workers_{args.workers}` (`--workers {args.workers}`, signing as `auto` picks). The generator\n"
+        "(asyncio, one keep-alive HTTP/1.1 connection per client, minimal HTTP as wrk speaks it) runs\n"
+        f"here. {args.seconds:g} s measured per level after a warm-up, {args.repeats} interleaved repeats\n"
+        "(the modes take turns at each level, the first one rotating). req/s: best / median of the\n"
+        "repeats; 'x today': req/s ÷ today's, paired repeat by repeat (median); p50/p99: median of the\n"
+        "repeats. CPU columns: CPU seconds per wall second of the issuer's processes and of this\n"
+        "generator (100% = one core). Connections per worker: how the kernel spread each repeat's\n"
+        "connections over the workers.\n"
+        f"1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after."
     )
     print()
     print(
         markdown_table(
             [
                 "alg",
+                "mode",
                 "clients",
                 "req/s",
+                "x today",
                 "p50 ms",
                 "p99 ms",
                 "non-200",
                 "issuer CPU",
                 "issuer CPU us/req",
                 "generator CPU",
-                "mint / raw sign",
+                "connections per worker",
             ],
             rows,
         )

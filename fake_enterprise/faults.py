@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from fake_enterprise.storage import Database
 
 __all__ = ["FaultSwitch", "Faults"]
 
@@ -37,19 +40,39 @@ class Faults:
 
 
 class FaultSwitch:
-    """The faults in force; replaced as a whole, read without tearing."""
+    """The faults in force, kept in the database so every worker process obeys the same switches.
 
-    def __init__(self) -> None:
+    Replaced as a whole, read without tearing. Each process keeps a copy and rereads the row only
+    when `PRAGMA data_version` says another process has committed something since it last looked.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
         self._lock = threading.Lock()
+        self._seen_version: int | None = None
         self._faults = Faults()
+        # Switches are for the run that set them: a restarted issuer starts with none.
+        self.clear()
 
     @property
     def current(self) -> Faults:
         with self._lock:
+            version = self._db.data_version()
+            if version != self._seen_version:
+                self._seen_version = version
+                with self._db.reading() as conn:
+                    row = conn.execute("SELECT value FROM meta WHERE name = 'faults'").fetchone()
+                self._faults = Faults() if row is None else Faults(**json.loads(row["value"]))
             return self._faults
 
     def set(self, faults: Faults) -> Faults:
         with self._lock:
+            with self._db.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO meta (name, value) VALUES ('faults', ?)"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (json.dumps(faults.as_json()),),
+                )
             self._faults = faults
         return faults
 

@@ -6,6 +6,13 @@ leaves a window in which a valid token cannot be verified. The ring tracks, per 
 latest `exp` it has been asked to sign (its high-water mark); the database copy is written
 ahead of use in steps, so a restart can only keep a key longer, never drop it too early.
 
+Several worker processes may share one ring (one database). Each writes its own marks (a row
+per key and process in `key_reservations`) and knows its own exact mark in memory; a retired
+key is dropped only when its own exact mark and every other process's stored mark have passed.
+Every change to which keys exist or which one is current bumps a counter that each process
+checks (cheaply, see `_refresh`) before it signs or publishes, so a rotation made by one
+worker is seen by all from their next request on.
+
 A stored key is authenticated twice when it is loaded: its `kid`, `alg`, `public_jwk` and
 `created_at` are the associated data of its sealed private key, and the public JWK (and so
 the `kid`, its RFC 7638 thumbprint) is derived again from the private key and compared. Someone
@@ -19,6 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -30,7 +38,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from fake_enterprise.crypto import DataCipher, SealedDataError, StorageTamperedError
 from fake_enterprise.settings import SIGNING_ALGORITHMS
-from fake_enterprise.storage import Database
+from fake_enterprise.storage import Database, bump_counter, read_counter
 
 __all__ = ["KeyRing", "SigningKey"]
 
@@ -38,6 +46,8 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519Pri
 
 # RFC 7638: the members that define a key's thumbprint, per key type.
 _THUMBPRINT_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}
+# The `counters` row bumped by every change to which keys exist or which one is current.
+_GENERATION = "signing_keys"
 _KEY_TYPES: dict[str, type] = {
     "RS256": rsa.RSAPrivateKey,
     "ES256": ec.EllipticCurvePrivateKey,
@@ -143,25 +153,21 @@ class KeyRing:
         self._write_ahead = write_ahead
         self._lock = threading.Lock()
         self._keys: dict[str, SigningKey] = {}
+        # This process's marks: exact in memory, and as written ahead to `key_reservations`.
+        self._holder = secrets.token_hex(8)
         self._max_exp: dict[str, int] = {}
         self._stored_max_exp: dict[str, int] = {}
+        # The stored marks of everyone else (other workers, earlier runs), as of the last sync.
+        self._others_max_exp: dict[str, int] = {}
         self._current: SigningKey | None = None
+        # What this process last saw of the database: `PRAGMA data_version` and the ring's counter.
+        self._seen_version: int | None = None
+        self._generation = -1
 
     def load(self, alg: str) -> None:
         """Load stored keys; make an `alg` key current (rotating to it if the stored one differs)."""
-        with self._db.reading() as conn:
-            rows = conn.execute("SELECT * FROM signing_keys ORDER BY rowid").fetchall()
-        legacy: list[SigningKey] = []
         with self._lock:
-            for row in rows:
-                pem, is_legacy = self._open_row(row)
-                key = _authentic_key(row, pem)
-                if is_legacy:
-                    legacy.append(key)
-                self._keys[key.kid] = key
-                self._max_exp[key.kid] = self._stored_max_exp[key.kid] = row["max_exp"]
-                if key.retired_at is None:
-                    self._current = key
+            legacy = self._sync()
         if legacy:
             with self._db.transaction() as conn:
                 conn.executemany(
@@ -170,6 +176,65 @@ class KeyRing:
                 )
         if self._current is None or self._current.alg != alg:
             self.rotate(alg)
+
+    def _sync(self) -> list[SigningKey]:
+        """Make the ring the database's (caller holds `_lock`); the keys found sealed the legacy way.
+
+        Rows new to this process are opened and authenticated; known keys are not opened again,
+        only their `retired_at` and `max_exp` are taken over. Keys whose rows are gone are dropped.
+        """
+        with self._db.reading() as conn:
+            # The counter first: a commit landing between the two reads only causes one more sync.
+            self._generation = read_counter(conn, _GENERATION)
+            rows = conn.execute("SELECT * FROM signing_keys ORDER BY rowid").fetchall()
+            others = dict(
+                conn.execute(
+                    "SELECT kid, MAX(max_exp) FROM key_reservations WHERE holder != ? GROUP BY kid",
+                    (self._holder,),
+                ).fetchall()
+            )
+        keys: dict[str, SigningKey] = {}
+        legacy: list[SigningKey] = []
+        current = None
+        for row in rows:
+            kid = row["kid"]
+            key = self._keys.get(kid)
+            if key is None:
+                pem, is_legacy = self._open_row(row)
+                key = _authentic_key(row, pem)
+                if is_legacy:
+                    legacy.append(key)
+            elif key.retired_at != row["retired_at"]:
+                key = replace(key, retired_at=row["retired_at"])
+            keys[kid] = key
+            self._max_exp.setdefault(kid, 0)
+            self._stored_max_exp.setdefault(kid, 0)
+            # signing_keys.max_exp holds the marks of runs before key_reservations existed.
+            self._others_max_exp[kid] = max(row["max_exp"], others.get(kid) or 0)
+            if key.retired_at is None:
+                current = key
+        for kid in self._keys.keys() - keys.keys():
+            del self._max_exp[kid], self._stored_max_exp[kid], self._others_max_exp[kid]
+        self._keys = keys
+        self._current = current
+        return legacy
+
+    def _refresh(self) -> None:
+        """Take over what another process changed in the ring (caller holds `_lock`).
+
+        Called before every signature and JWKS answer, so a rotation made by one worker is used by
+        every worker from its next request on. The common case costs one `PRAGMA data_version`
+        (about 1-2 us; see docs/issuer-performance.md); the counter is read only after some commit
+        by another process, and the rows only when that commit changed the keys.
+        """
+        version = self._db.data_version()
+        if version == self._seen_version:
+            return
+        self._seen_version = version
+        with self._db.reading() as conn:
+            generation = read_counter(conn, _GENERATION)
+        if generation != self._generation:
+            self._sync()
 
     def _open_row(self, row: Any) -> tuple[bytes, bool]:
         """The private key PEM of a row, and whether it was sealed the legacy way.
@@ -209,20 +274,18 @@ class KeyRing:
         now = int(self._clock())
         key = SigningKey(kid=jwk["kid"], alg=alg, private_key=private_key, public_jwk=jwk, created_at=now)
         with self._lock:
-            previous = self._current
             with self._db.transaction() as conn:
-                if previous is not None:
-                    conn.execute("UPDATE signing_keys SET retired_at = ? WHERE kid = ?", (now, previous.kid))
+                # Every key still current is retired, also one another worker made current since
+                # this process last looked.
+                conn.execute("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", (now,))
                 conn.execute(
                     "INSERT INTO signing_keys (kid, alg, sealed_private_key, public_jwk, created_at)"
                     " VALUES (?, ?, ?, ?, ?)",
                     (key.kid, alg, self._seal(key), json.dumps(jwk), now),
                 )
-            if previous is not None:
-                self._keys[previous.kid] = replace(previous, retired_at=now)
-            self._keys[key.kid] = key
-            self._max_exp[key.kid] = self._stored_max_exp[key.kid] = 0
-            self._current = key
+                bump_counter(conn, _GENERATION)
+            self._keys[key.kid] = key  # known, so the sync does not open it again
+            self._sync()
         return key
 
     def reserve(self, exp: float | None) -> SigningKey:
@@ -235,13 +298,18 @@ class KeyRing:
         horizon = now + self._max_retention
         until = horizon if exp is None else min(int(exp) + 1, horizon)
         with self._lock:
+            self._refresh()
             key = self.current
             if until > self._max_exp[key.kid]:
                 self._max_exp[key.kid] = until
                 if until > self._stored_max_exp[key.kid]:
                     stored = min(until + self._write_ahead, horizon)
                     with self._db.transaction() as conn:
-                        conn.execute("UPDATE signing_keys SET max_exp = ? WHERE kid = ?", (stored, key.kid))
+                        conn.execute(
+                            "INSERT INTO key_reservations (kid, holder, max_exp) VALUES (?, ?, ?)"
+                            " ON CONFLICT (kid, holder) DO UPDATE SET max_exp = excluded.max_exp",
+                            (key.kid, self._holder, stored),
+                        )
                     self._stored_max_exp[key.kid] = stored
             return key
 
@@ -249,16 +317,28 @@ class KeyRing:
         """The current key first, then retired keys some unexpired token may still need."""
         now = int(self._clock())
         with self._lock:
+            self._refresh()
             expired = [
                 kid
                 for kid, key in self._keys.items()
-                if key.retired_at is not None and max(self._max_exp[kid], key.retired_at) + self._grace <= now
+                if key.retired_at is not None
+                and max(self._max_exp[kid], self._others_max_exp[kid], key.retired_at) + self._grace <= now
             ]
             if expired:
+                # Decided again on the stored marks: another worker may have signed later tokens.
                 with self._db.transaction() as conn:
-                    conn.executemany("DELETE FROM signing_keys WHERE kid = ?", [(kid,) for kid in expired])
-                for kid in expired:
-                    del self._keys[kid], self._max_exp[kid], self._stored_max_exp[kid]
+                    deleted = sum(
+                        conn.execute(
+                            "DELETE FROM signing_keys WHERE kid = ? AND retired_at IS NOT NULL"
+                            " AND MAX(max_exp, retired_at, ?, (SELECT IFNULL(MAX(max_exp), 0)"
+                            " FROM key_reservations WHERE kid = ? AND holder != ?)) + ? <= ?",
+                            (kid, self._max_exp[kid], kid, self._holder, self._grace, now),
+                        ).rowcount
+                        for kid in expired
+                    )
+                    if deleted:
+                        bump_counter(conn, _GENERATION)
+                self._sync()
             current = self.current
             # Newest first: `_keys` keeps creation order.
             retired = [key for key in reversed(self._keys.values()) if key.kid != current.kid]

@@ -1,6 +1,7 @@
 """The issuer's rules: who gets a token for which audience, and the admin operations.
 
-Everything here is synchronous and thread-safe; the HTTP layer runs it in worker threads.
+Everything here is synchronous and thread-safe; the HTTP layer runs it in worker threads, or
+inline on the event loop where that is faster (issue-token for ES256/EdDSA, JWKS; see app.py).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class IssuerService:
                 write_ahead=settings.token_ttl,
             )
             self.keyring.load(settings.alg)
-            self.faults = FaultSwitch()
+            self.faults = FaultSwitch(self._db)
             self.events = TokenEvents(self._db, settings.clock)
             self.oauth = AuthorizationServer(
                 settings, self._db, cipher, self.directory, self.keyring, self.faults

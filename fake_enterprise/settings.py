@@ -7,12 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-__all__ = ["SIGNING_ALGORITHMS", "TOKEN_PROFILES", "IssuerSettings"]
+__all__ = ["SIGNING_ALGORITHMS", "SIGNING_MODES", "TOKEN_PROFILES", "IssuerSettings"]
 
 # `Ed25519` is RFC 9864's fully-specified name for EdDSA over Ed25519: the same key and signature
 # as `EdDSA`, but a verifier that allows it cannot be talked into another curve.
 SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA", "Ed25519")
 TOKEN_PROFILES = ("id_token", "access_token")
+# Where issue-token signs: "auto" picks per algorithm (see fake_enterprise/app.py), the others force it.
+SIGNING_MODES = ("auto", "inline", "threadpool")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class IssuerSettings:
     exclusive_db: bool = False
     # How long a sign-in to the web console (`/console`) lasts.
     console_session_ttl: int = 3600
+    # "inline": sign on the event loop; "threadpool": in a worker thread; "auto": per algorithm.
+    signing_mode: str = "auto"
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +76,8 @@ class IssuerSettings:
             raise ValueError("admin_secret must differ from secret (the inner secret every host holds)")
         if self.alg not in SIGNING_ALGORITHMS:
             raise ValueError(f"alg must be one of {', '.join(SIGNING_ALGORITHMS)}")
+        if self.signing_mode not in SIGNING_MODES:
+            raise ValueError(f"signing_mode must be one of {', '.join(SIGNING_MODES)}")
         if self.token_profile not in TOKEN_PROFILES:
             raise ValueError(f"token_profile must be one of {', '.join(TOKEN_PROFILES)}")
         names = ("token_ttl", "jwks_max_age", "max_body_bytes", "max_key_retention", "refresh_token_ttl")

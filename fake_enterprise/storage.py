@@ -18,8 +18,10 @@ __all__ = [
     "DatabaseLock",
     "DatabaseLockedError",
     "DatabasePathError",
+    "bump_counter",
     "check_database_path",
     "new_subject",
+    "read_counter",
 ]
 
 
@@ -179,6 +181,16 @@ CREATE TABLE IF NOT EXISTS tenant_policies (
     deny INTEGER NOT NULL DEFAULT 0,
     allowed_audiences TEXT
 );
+CREATE TABLE IF NOT EXISTS key_reservations (
+    kid TEXT NOT NULL REFERENCES signing_keys (kid) ON DELETE CASCADE,
+    holder TEXT NOT NULL,
+    max_exp INTEGER NOT NULL,
+    PRIMARY KEY (kid, holder)
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 """
 
 # After `_SCHEMA`, whose CREATE TABLE IF NOT EXISTS leaves an older `users` table as it was.
@@ -188,6 +200,21 @@ _SUBJECT_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS users_by_subject ON users (s
 def new_subject() -> str:
     """A fresh opaque subject (`sub`): 128 random bits, 32 lowercase hex characters."""
     return secrets.token_hex(16)
+
+
+def read_counter(conn: sqlite3.Connection, name: str) -> int:
+    """A counter of the `counters` table (0 until first bumped)."""
+    row = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def bump_counter(conn: sqlite3.Connection, name: str) -> int:
+    """Add one to a counter inside the caller's transaction; the new value."""
+    conn.execute(
+        "INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1",
+        (name,),
+    )
+    return read_counter(conn, name)
 
 
 def _give_every_user_a_subject(conn: sqlite3.Connection) -> None:
@@ -215,8 +242,12 @@ def _create_owner_only(path: str) -> None:
 class Database:
     """A single SQLite connection shared by all threads, serialised by a lock.
 
-    SQLite work here is sub-millisecond, so one lock is simpler and faster than a pool;
-    callers on the event loop run it in a worker thread.
+    SQLite work here is sub-millisecond, so one lock is simpler and faster than a pool. Reads
+    on the hot path (issue-token, JWKS) run on the event loop; the rest runs in worker threads.
+
+    Several processes may open one database file (`mcp-idfwd issuer --workers N`): WAL lets
+    them read while one writes, and `data_version` tells each one cheaply whether another has
+    committed since it last looked, so in-memory copies (keys, faults) are reread only then.
     """
 
     def __init__(self, path: str) -> None:
@@ -263,6 +294,15 @@ class Database:
         """The connection for reads (autocommit; the lock keeps other threads out meanwhile)."""
         with self._lock:
             yield self._conn
+
+    def data_version(self) -> int:
+        """A number that changes when another connection (any process) has committed since the last call.
+
+        SQLite's `PRAGMA data_version`: about a microsecond, no table read. Commits made on this
+        connection do not change it; their writers update their own copies.
+        """
+        with self._lock:
+            return self._conn.execute("PRAGMA data_version").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:

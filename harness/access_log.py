@@ -26,9 +26,22 @@ from urllib.parse import parse_qsl, quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["LOG_LEVELS", "AccessLogMiddleware", "RedactingFilter", "configure_logging", "describe_token"]
+__all__ = [
+    "LOG_LEVELS",
+    "AccessLogMiddleware",
+    "RedactingFilter",
+    "access_logger",
+    "configure_logging",
+    "describe_token",
+]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def access_logger(role: str) -> logging.Logger:
+    """The access log of one server role (`issuer`, `server`, ...): `mcp_idfwd.access.<role>`."""
+    return logging.getLogger(f"mcp_idfwd.access.{role}")
+
 
 # Query parameters whose values say nothing secret (RFC 6749 / 7636 / 8707 request parameters).
 _SHOWN_QUERY_PARAMETERS = frozenset(

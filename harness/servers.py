@@ -11,7 +11,7 @@ import errno
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -44,17 +44,27 @@ class PortUnavailableError(OSError):
         return f"cannot listen on {self.host}:{self.port}: {reason}"
 
 
-def bind_loopback(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A listening TCP socket on `host:port` (port 0 picks a free one); `PortUnavailableError` if not."""
+def bind_loopback(
+    host: str = "127.0.0.1", port: int = 0, *, reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
+    """A listening TCP socket on `host:port` (port 0 picks a free one); `PortUnavailableError` if not.
+
+    `reuse_port` sets SO_REUSEPORT, so that several processes can each listen on the port (the
+    kernel spreads new connections over them); `listen=False` only binds, holding the port
+    without taking connections.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     # Accepted connections inherit this; without it small MCP request/response pairs stall on
     # Nagle + delayed ACK (about 40 ms each on loopback).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
-        sock.listen(2048)
+        if listen:
+            sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise PortUnavailableError(host, port, exc) from None
@@ -68,17 +78,24 @@ def socket_url(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
-class _Server(uvicorn.Server):
+class _ReportingServer(uvicorn.Server):
     """A uvicorn server that reports when startup (lifespan included) has finished."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None] | None = None) -> None:
         super().__init__(config)
         self.ready = threading.Event()
+        self._on_ready = on_ready
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
-        self.ready.set()
+        # uvicorn reports a failed startup by setting should_exit, not by raising.
+        if not self.should_exit:
+            self.ready.set()
+            if self._on_ready is not None:
+                self._on_ready()
 
+
+class _Server(_ReportingServer):
     def install_signal_handlers(self) -> None:
         # Threads cannot own signal handlers; the caller decides how to stop us.
         return
@@ -172,7 +189,15 @@ def serve_in_thread(
 
 
 def serve_forever(
-    app: Any, sock: socket.socket, *, log_level: str = "info", limits: ServerLimits = ServerLimits()
+    app: Any,
+    sock: socket.socket,
+    *,
+    log_level: str = "info",
+    limits: ServerLimits = ServerLimits(),
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Serve `app` in the foreground until Ctrl-C or SIGTERM (used by the CLI)."""
-    uvicorn.Server(_config(app, log_level, limits)).run(sockets=[sock])
+    """Serve `app` in the foreground until Ctrl-C or SIGTERM (used by the CLI and issuer workers).
+
+    `on_ready` is called once the server accepts requests.
+    """
+    _ReportingServer(_config(app, log_level, limits), on_ready).run(sockets=[sock])

@@ -12,7 +12,6 @@ Every request the servers answer is recorded in `calls`.
 from __future__ import annotations
 
 import itertools
-import logging
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -38,7 +37,7 @@ from client_runtime import (
 )
 from fake_enterprise import AdminClient
 from fake_mcp_server.authorization import AuthorizationServerSettings, ClientCredentials, issuer_for
-from harness.access_log import AccessLogMiddleware
+from harness.access_log import AccessLogMiddleware, access_logger
 from harness.call_log import CallLog
 from harness.generated_secrets import new_secret
 from harness.id_tokens import TOKEN_EXCHANGE_GRANT, HostClient, SignInIdTokens
@@ -238,7 +237,7 @@ class LocalStack:
     def _logged(self, app: Any, role: str) -> Any:
         if not self.settings.access_log:
             return app
-        return AccessLogMiddleware(app, logging.getLogger(f"mcp_idfwd.access.{role}"))
+        return AccessLogMiddleware(app, access_logger(role))
 
     def stop(self) -> None:
         server, id_jag_server, issuer, admin = self._server, self._id_jag_server, self._issuer, self._admin

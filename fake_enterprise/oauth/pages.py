@@ -74,7 +74,7 @@ class Pages:
         )
 
     async def show(self, request: Request) -> Response:
-        pending = self._provider.pending(request.query_params.get("request", ""))
+        pending = await run_in_threadpool(self._provider.pending, request.query_params.get("request", ""))
         if pending is None:
             return self._expired()
         return await self._sign_in_page(pending)
@@ -82,7 +82,9 @@ class Pages:
     async def submit(self, request: Request) -> Response:
         form = await request.form()
         request_id = form.get("request")
-        pending = self._provider.take_pending(request_id if isinstance(request_id, str) else "")
+        pending = await run_in_threadpool(
+            self._provider.take_pending, request_id if isinstance(request_id, str) else ""
+        )
         if pending is None:
             return self._expired()
         if form.get("action") == "deny":
@@ -118,5 +120,5 @@ class Pages:
 
     async def _retry(self, pending: PendingSignIn, message: str, typed: tuple[str, str]) -> HTMLResponse:
         """The page again with the reason: a person can pick someone else (the request stays open)."""
-        self._provider.put_back(pending)
+        await run_in_threadpool(self._provider.put_back, pending)
         return await self._sign_in_page(pending, status=400, message=message, typed=typed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from urllib.parse import urlencode
 
 import anyio
@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from fake_enterprise.oauth.access import AccessRefused, UserAccess, forced_oauth_error
 from fake_enterprise.oauth.clients import ClientStore, RegisteredClient
 from fake_enterprise.oauth.grants import GrantStore, new_token
+from fake_enterprise.oauth.pending import PendingStore
 from fake_enterprise.oauth.tokens import ACCESS_TOKEN_TYPE, OAuthTokens, UnreadableToken
 from fake_enterprise.settings import IssuerSettings
 
@@ -119,13 +120,14 @@ class IssuerOAuthProvider:
         grants: GrantStore,
         tokens: OAuthTokens,
         access: UserAccess,
+        pending: PendingStore,
     ) -> None:
         self.settings = settings
         self.clients = clients
         self.grants = grants
         self.tokens = tokens
         self.access = access
-        self._pending: dict[str, PendingSignIn] = {}
+        self._pending = pending
 
     def audience_of(self, resource: str | None) -> str:
         """The access token's `aud`: the RFC 8707 resource, else the issuer itself (usable nowhere else)."""
@@ -148,7 +150,6 @@ class IssuerOAuthProvider:
         assert isinstance(client, RegisteredClient)  # get_client returns nothing else
         extras = authorization_extras.get(AuthorizationExtras())
         now = self.settings.clock()
-        self._forget_expired(now)
         pending = PendingSignIn(
             request_id=secrets.token_urlsafe(24),
             client=client,
@@ -165,28 +166,40 @@ class IssuerOAuthProvider:
                 if exc.kind != "unknown_user":
                     raise AuthorizeError("access_denied", exc.description) from None
                 # An unknown hinted user gets the page, where a person can pick someone else.
-        self._pending[pending.request_id] = pending
+        await run_in_threadpool(self.put_back, pending)
         return f"{self.settings.base_url}{SIGN_IN_PATH}?{urlencode({'request': pending.request_id})}"
 
-    def _forget_expired(self, now: float) -> None:
-        for request_id in [key for key, value in self._pending.items() if value.expires_at <= now]:
-            del self._pending[request_id]
+    def pending(self, request_id: str, *, take: bool = False) -> PendingSignIn | None:
+        """The unexpired pending request; with `take` it is removed: a sign-in form answers once.
 
-    def pending(self, request_id: str) -> PendingSignIn | None:
-        pending = self._pending.get(request_id)
-        if pending is None or pending.expires_at <= self.settings.clock():
+        Kept in the database: the page and its submission may reach different worker processes.
+        """
+        record = self._pending.get(request_id, take=take)
+        if record is None:
             return None
-        return pending
+        client, params, extras, expires_at = record
+        return PendingSignIn(
+            request_id=request_id,
+            client=client,
+            params=params,
+            extras=AuthorizationExtras(**extras),
+            expires_at=expires_at,
+            hint=parse_login_hint(extras.get("login_hint")),
+        )
 
     def take_pending(self, request_id: str) -> PendingSignIn | None:
         """The pending request, removed: a sign-in form answers once."""
-        pending = self.pending(request_id)
-        self._pending.pop(request_id, None)
-        return pending
+        return self.pending(request_id, take=True)
 
     def put_back(self, pending: PendingSignIn) -> None:
-        """Reopen a request taken by a sign-in attempt that did not complete."""
-        self._pending[pending.request_id] = pending
+        """Store a request for the page (again, after a sign-in attempt that did not complete)."""
+        self._pending.put(
+            pending.request_id,
+            client_id=pending.client.client_id,
+            params=pending.params,
+            extras=asdict(pending.extras),
+            expires_at=pending.expires_at,
+        )
 
     def redirect(self, pending: PendingSignIn, **params: str | None) -> str:
         """The client's redirect URI with `params`, `state` and `iss` (RFC 9207)."""

@@ -36,6 +36,7 @@ from fake_enterprise.oauth.metadata import (
     authorization_server_metadata,
 )
 from fake_enterprise.oauth.pages import Pages
+from fake_enterprise.oauth.pending import PendingStore
 from fake_enterprise.oauth.provider import DEFAULT_SCOPES, SIGN_IN_PATH, IssuerOAuthProvider
 from fake_enterprise.oauth.tokens import OAuthTokens
 from fake_enterprise.settings import IssuerSettings
@@ -73,7 +74,12 @@ class AuthorizationServer:
         self.id_jag_policies = IdJagPolicyStore(db)
         tokens = OAuthTokens(settings, keyring)
         self.provider = IssuerOAuthProvider(
-            settings, self.clients, self.grants, tokens, UserAccess(directory, faults, settings.clock)
+            settings,
+            self.clients,
+            self.grants,
+            tokens,
+            UserAccess(directory, faults, settings.clock),
+            PendingStore(db, self.clients, settings.clock),
         )
         self.exchange = TokenExchange(self.provider)
         IdJagIssuer(settings, tokens, self.id_jag_policies).register(self.exchange)

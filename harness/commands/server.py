@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from typing import Any
@@ -12,11 +11,9 @@ import anyio
 
 from fake_mcp_server import IssuerCheckFailed, JWKSTokenVerifier, ServerSettings, VerifierSettings, create_app
 from fake_mcp_server.authorization import AuthorizationServerSettings, ClientCredentials
-from harness.access_log import LOG_LEVELS, AccessLogMiddleware, configure_logging
+from harness.access_log import LOG_LEVELS, AccessLogMiddleware, access_logger, configure_logging
 from harness.commands._arguments import loopback_host, non_negative_seconds, port
 from harness.servers import bind_loopback, serve_forever, socket_url
-
-ACCESS_LOGGER = "mcp_idfwd.access.server"
 
 
 def register(subparsers: Any) -> None:
@@ -205,7 +202,5 @@ def _run(args: argparse.Namespace) -> int:
             clients = ", ".join(client.client_id for client in authorization.clients) or "(none)"
             registration = " + self-registered" if authorization.allow_registration else ""
             print(f"clients:              {clients}{registration}", flush=True)
-        serve_forever(
-            AccessLogMiddleware(app, logging.getLogger(ACCESS_LOGGER)), sock, log_level=args.log_level
-        )
+        serve_forever(AccessLogMiddleware(app, access_logger("server")), sock, log_level=args.log_level)
     return 0
