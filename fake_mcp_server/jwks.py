@@ -33,14 +33,9 @@ import httpx
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
+from fake_mcp_server.algorithms import ALGORITHM_KEY_TYPES, PYJWT_EQUIVALENTS
 from fake_mcp_server.errors import IssuerCheckFailed, SigningKeysUnavailable, TokenRejected
-from fake_mcp_server.settings import (
-    ALGORITHM_KEY_TYPES,
-    PYJWT_EQUIVALENTS,
-    VerifierSettings,
-    require_secure_transport,
-    same_issuer,
-)
+from fake_mcp_server.settings import VerifierSettings, require_secure_transport, same_issuer
 
 __all__ = ["JWKSCache", "KeyTrust"]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from fake_mcp_server.settings import ALGORITHM_KEY_TYPES, DEFAULT_ALGORITHMS
+from fake_mcp_server.algorithms import ALGORITHM_KEY_TYPES, DEFAULT_ALGORITHMS
 
 __all__ = ["AuthorizationServerSettings", "ClientCredentials"]
 
