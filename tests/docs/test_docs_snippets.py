@@ -233,3 +233,16 @@ def test_a_wrong_flag_in_a_shell_block_fails() -> None:
     with pytest.raises(SystemExit):
         for _env, argv in _cli_invocations("mcp-idfwd up --issuer-prot 9000\n"):
             build_parser().parse_args(argv)
+
+
+def test_the_readme_stays_a_pitch_with_the_reference_in_docs() -> None:
+    readme = (REPO_DIR / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 150
+    # Every docs/ file is reachable from the index.
+    index = (REPO_DIR / "docs" / "README.md").read_text(encoding="utf-8")
+    missing = [
+        page.name
+        for page in (REPO_DIR / "docs").glob("*.md")
+        if page.name != "README.md" and f"({page.name})" not in index
+    ]
+    assert missing == []
