@@ -6,14 +6,13 @@ sets MCP_IDFWD_REQUIRE_BROWSER=1, which turns that skip into a failure.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from browser_support import headless_chromium
 from oauth_support import Pkce, RunningIssuer, claims_of, query_of, register
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,42 +21,13 @@ from starlette.routing import Route
 
 from harness.servers import bind_loopback, serve_in_thread
 
-CHROMIUM = os.environ.get("MCP_IDFWD_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("MCP_IDFWD_CHROMEDRIVER", "/usr/bin/chromedriver")
 RESOURCE = "http://127.0.0.1:9/mcp"
-
-
-def _browser_missing() -> str | None:
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if shutil.which(path) is None:
-            return f"{path} is not installed (apt-get install chromium chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[test]')"
-    return None
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    missing = _browser_missing()
-    if missing is not None:
-        if os.environ.get("MCP_IDFWD_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"the browser test must run here: {missing}")
-        pytest.skip(missing)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=820,900"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    try:
+    with headless_chromium("820,900") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
