@@ -20,9 +20,8 @@ from idjag_support import HOST_APP, RunningAS, RunningIdP, running_as, running_i
 from mcp.client import Client
 from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
-from harness.oauth_login import DEFAULT_REDIRECT_URI, sign_in_confidential
+from harness.oauth_login import DEFAULT_REDIRECT_URI, MemoryTokenStorage, sign_in_confidential
 
 pytestmark = pytest.mark.anyio
 
@@ -76,31 +75,12 @@ class Flow:
     def provider(self, id_token: str) -> IdentityAssertionOAuthProvider:
         return IdentityAssertionOAuthProvider(
             server_url=self.mcp.resource_url,
-            storage=_Tokens(),
+            storage=MemoryTokenStorage(),
             client_id=HOST_APP.client_id,
             client_secret=HOST_APP.client_secret,
             issuer=self.mcp.issuer,
             assertion_provider=self.assertion_provider(id_token),
         )
-
-
-class _Tokens:
-    """An in-memory `TokenStorage` for the SDK's client provider."""
-
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return None
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        return None
 
 
 async def _whoami(resource_url: str, auth: httpx2.Auth) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from idjag_support import HOST_APP, JWT_BEARER, IdJagMinter, RunningAS, redeem
 from mcp.client import Client
 from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+
+from harness.oauth_login import MemoryTokenStorage
 
 pytestmark = pytest.mark.anyio
 
@@ -29,25 +30,6 @@ async def _whoami(resource_url: str, **client_options: Any) -> dict[str, Any]:
     assert not result.is_error, result
     assert result.structured_content is not None
     return result.structured_content
-
-
-class _Tokens:
-    """An in-memory `TokenStorage` for the SDK's client provider."""
-
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return None
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        return None
 
 
 def test_metadata_names_the_jwt_bearer_grant_and_the_id_jag_profile(as_server: RunningAS) -> None:
@@ -136,7 +118,7 @@ async def test_the_sdk_identity_assertion_client_calls_whoami_as_the_user(
         asked.append((audience, resource))
         return await anyio.to_thread.run_sync(mint.for_user, "bob", "globex")
 
-    storage = _Tokens()
+    storage = MemoryTokenStorage()
     provider = IdentityAssertionOAuthProvider(
         server_url=as_server.resource_url,
         storage=storage,
@@ -164,7 +146,7 @@ async def test_two_users_at_once_each_arrive_as_themselves(as_server: RunningAS,
 
         provider = IdentityAssertionOAuthProvider(
             server_url=as_server.resource_url,
-            storage=_Tokens(),
+            storage=MemoryTokenStorage(),
             client_id=HOST_APP.client_id,
             client_secret=HOST_APP.client_secret,
             issuer=as_server.issuer,
