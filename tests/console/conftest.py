@@ -4,57 +4,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from console_support import ADMIN_SECRET, SECRET, ConsoleBrowser, RunningIssuer, StartIssuer
-
-from fake_enterprise import IssuerSettings, create_app
-from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
+from issuer_fixtures import issuers
 
 
 @pytest.fixture
 def start_issuer() -> Iterator[StartIssuer]:
     """Start issuers with settings overrides (`issuer_url` may be given: it need not be where it listens)."""
-    running: list[ServedApp] = []
-
-    def start(**overrides: Any) -> RunningIssuer:
-        sock = bind_loopback()
-        fields: dict[str, Any] = {
-            "issuer_url": socket_url(sock),
-            "secret": SECRET,
-            "admin_secret": ADMIN_SECRET,
-            **overrides,
-        }
-        settings = IssuerSettings(**fields)
-        try:
-            served = start_in_thread(create_app(settings), sock)
-        except BaseException:
-            sock.close()
-            raise
-        running.append(served)
-        return RunningIssuer(served, settings)
-
-    try:
+    with issuers(secret=SECRET, admin_secret=ADMIN_SECRET) as start:
         yield start
-    finally:
-        for served in reversed(running):
-            served.stop()
 
 
 @pytest.fixture(scope="module")
 def module_issuer() -> Iterator[RunningIssuer]:
     """One issuer for a module's tests that keep to their own tenant."""
-    sock = bind_loopback()
-    settings = IssuerSettings(
-        issuer_url=socket_url(sock), secret=SECRET, admin_secret=ADMIN_SECRET, auto_login=True
-    )
-    served = start_in_thread(create_app(settings), sock)
-    try:
-        yield RunningIssuer(served, settings)
-    finally:
-        served.stop()
+    with issuers(secret=SECRET, admin_secret=ADMIN_SECRET, auto_login=True) as start:
+        yield start()
 
 
 @pytest.fixture

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import re
 import secrets
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-
-from fake_enterprise import AdminClient, IssuerSettings
-from harness.servers import ServedApp
+from issuer_fixtures import FakeClock, RunningIssuer, StartIssuer  # noqa: F401 (re-exported)
 
 SECRET = "console-test-secret-5a1d"
 ADMIN_SECRET = "console-test-admin-secret-c07e"
@@ -22,32 +18,6 @@ AUDIENCE = "http://127.0.0.1:9/mcp"
 REDIRECT_URI = "http://127.0.0.1:53682/callback"
 SESSION_COOKIE = "mcp_idfwd_console"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-class FakeClock:
-    """A clock tests move by hand (session expiry)."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclasses.dataclass
-class RunningIssuer:
-    served: ServedApp
-    settings: IssuerSettings
-
-    @property
-    def url(self) -> str:
-        return self.served.url
-
-    def admin(self) -> AdminClient:
-        return AdminClient(self.url, self.settings.admin_secret, inner_secret=self.settings.secret)
-
-
-StartIssuer = Callable[..., RunningIssuer]
 
 
 def csrf_token(html: str) -> str:

@@ -4,42 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager
 
 import pytest
+from issuer_fixtures import issuers
 from issuer_support import ADMIN_SECRET, SECRET, RunningIssuer, StartIssuer
 
-from fake_enterprise import AdminClient, IssuerSettings, create_app
-from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
+from fake_enterprise import AdminClient
 
 
-@contextmanager
-def _issuers() -> Iterator[StartIssuer]:
-    running: list[ServedApp] = []
-
-    def start(**overrides: Any) -> RunningIssuer:
-        sock = bind_loopback()
-        fields: dict[str, Any] = {
-            "issuer_url": socket_url(sock),
-            "secret": SECRET,
-            "admin_secret": ADMIN_SECRET,
-            **overrides,
-        }
-        settings = IssuerSettings(**fields)
-        try:
-            served = start_in_thread(create_app(settings), sock)
-        except BaseException:
-            sock.close()
-            raise
-        running.append(served)
-        return RunningIssuer(served, settings)
-
-    try:
-        yield start
-    finally:
-        for served in reversed(running):
-            served.stop()
+def _issuers() -> AbstractContextManager[StartIssuer]:
+    return issuers(secret=SECRET, admin_secret=ADMIN_SECRET)
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+from issuer_fixtures import StartIssuer, issuers
 from oauth_support import ADMIN_SECRET, SECRET, RunningIssuer
 
 import fake_mcp_server
-from fake_enterprise import AdminClient, IssuerSettings, create_app
+from fake_enterprise import AdminClient
 from harness.servers import ServedApp, bind_loopback, socket_url, start_in_thread
 
 
@@ -38,42 +39,16 @@ def _start(running: list[ServedApp], app_factory: Any) -> ServedApp:
 
 
 @pytest.fixture
-def start_issuer() -> Iterator[Any]:
+def start_issuer() -> Iterator[StartIssuer]:
     """Start issuers with settings overrides (auto-login on unless told otherwise)."""
-    with _serving() as running:
-
-        def start(**overrides: Any) -> RunningIssuer:
-            fields: dict[str, Any] = {
-                "secret": SECRET,
-                "admin_secret": ADMIN_SECRET,
-                "auto_login": True,
-                **overrides,
-            }
-            holder: dict[str, IssuerSettings] = {}
-
-            def factory(url: str) -> Any:
-                holder["settings"] = IssuerSettings(issuer_url=url, **fields)
-                return create_app(holder["settings"])
-
-            served = _start(running, factory)
-            return RunningIssuer(served, holder["settings"])
-
+    with issuers(secret=SECRET, admin_secret=ADMIN_SECRET, auto_login=True) as start:
         yield start
 
 
 @pytest.fixture(scope="module")
 def module_issuer() -> Iterator[RunningIssuer]:
-    with _serving() as running:
-        holder: dict[str, IssuerSettings] = {}
-
-        def factory(url: str) -> Any:
-            holder["settings"] = IssuerSettings(
-                issuer_url=url, secret=SECRET, admin_secret=ADMIN_SECRET, auto_login=True
-            )
-            return create_app(holder["settings"])
-
-        served = _start(running, factory)
-        yield RunningIssuer(served, holder["settings"])
+    with issuers(secret=SECRET, admin_secret=ADMIN_SECRET, auto_login=True) as start:
+        yield start()
 
 
 @pytest.fixture(scope="module")

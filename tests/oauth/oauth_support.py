@@ -11,9 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
-
-from fake_enterprise import AdminClient, IssuerSettings
-from harness.servers import ServedApp
+from issuer_fixtures import FakeClock, RunningIssuer, StartIssuer  # noqa: F401 (re-exported)
 
 SECRET = "oauth-test-secret-7d2e"
 ADMIN_SECRET = "oauth-test-admin-secret-41c9"
@@ -21,16 +19,6 @@ REDIRECT_URI = "http://127.0.0.1:53682/callback"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_URN = "urn:ietf:params:oauth:token-type:access_token"
 ID_TOKEN_URN = "urn:ietf:params:oauth:token-type:id_token"
-
-
-class FakeClock:
-    """A clock tests move by hand (code and token expiry)."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -51,19 +39,6 @@ class Pkce:
         verifier = secrets.token_urlsafe(48)
         digest = hashlib.sha256(verifier.encode()).digest()
         return cls(verifier, base64.urlsafe_b64encode(digest).decode().rstrip("="))
-
-
-@dataclasses.dataclass
-class RunningIssuer:
-    served: ServedApp
-    settings: IssuerSettings
-
-    @property
-    def url(self) -> str:
-        return self.served.url
-
-    def admin(self) -> AdminClient:
-        return AdminClient(self.url, self.settings.admin_secret, inner_secret=self.settings.secret)
 
 
 @dataclasses.dataclass
