@@ -72,6 +72,7 @@ class IssuerService:
         self.minter = TokenMinter(settings, self.keyring)
 
     def close(self) -> None:
+        self.events.close()
         self._db.close()
 
     def discovery(self) -> dict[str, Any]:

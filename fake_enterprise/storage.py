@@ -250,7 +250,7 @@ class Database:
     committed since it last looked, so in-memory copies (keys, faults) are reread only then.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, issuer_schema: bool = True) -> None:
         self.path = path
         self._lock = threading.RLock()
         if path not in (":memory:", ""):
@@ -262,17 +262,21 @@ class Database:
             if path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = NORMAL")
-            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, 1, _SCHEMA_VERSION):
-                raise sqlite3.DatabaseError(f"unsupported schema version {version} in {path}")
-            self._conn.executescript(_SCHEMA)
-            with self.transaction() as conn:
-                _give_every_user_a_subject(conn)
-                conn.execute(_SUBJECT_INDEX)
-                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            if issuer_schema:
+                self._create_issuer_schema()
         except BaseException:
             self._conn.close()
             raise
+
+    def _create_issuer_schema(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, 1, _SCHEMA_VERSION):
+            raise sqlite3.DatabaseError(f"unsupported schema version {version} in {self.path}")
+        self._conn.executescript(_SCHEMA)
+        with self.transaction() as conn:
+            _give_every_user_a_subject(conn)
+            conn.execute(_SUBJECT_INDEX)
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     def __repr__(self) -> str:
         return f"Database({self.path!r})"
@@ -294,6 +298,20 @@ class Database:
         """The connection for reads (autocommit; the lock keeps other threads out meanwhile)."""
         with self._lock:
             yield self._conn
+
+    @property
+    def in_memory(self) -> bool:
+        return _in_memory(self.path)
+
+    def sibling(self, suffix: str) -> Database:
+        """A database file next to this one (its path + `suffix`) without the issuer's schema.
+
+        For data written on every request (token events): commits there do not change this
+        database, so they neither invalidate the page cache of its readers nor wake the
+        `data_version` checks of every worker. In memory this object itself (one process, whose own
+        commits do neither).
+        """
+        return self if self.in_memory else Database(self.path + suffix, issuer_schema=False)
 
     def data_version(self) -> int:
         """A number that changes when another connection (any process) has committed since the last call.

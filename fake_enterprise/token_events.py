@@ -26,9 +26,9 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import anyio
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fake_enterprise.group_commit import GroupCommit
 from fake_enterprise.storage import Database
 
 __all__ = ["TokenEvent", "TokenEventObserver", "TokenEvents", "decode_unverified"]
@@ -80,6 +80,8 @@ _INSERT = (
     f" VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
 _MAX_FIELD = 512
+# The events of an issuer with database file F live in F + this (with their own -wal and -shm).
+EVENTS_SUFFIX = "-events"
 _MAX_JSON = 8 * 1024
 # Request bodies past this are not read for "who asked" (the endpoints refuse them anyway).
 _MAX_CAPTURE = 64 * 1024
@@ -149,16 +151,33 @@ class TokenEvents:
     """The last `keep` token events, in the issuer's database."""
 
     def __init__(self, db: Database, clock: Callable[[], float], *, keep: int = 500) -> None:
+        """Events of the issuer whose database is `db`: in a file next to it (`<db>-events`), or in
+        `db` itself when it is in memory."""
         if keep <= 0:
             raise ValueError("keep must be positive")
-        self._db = db
+        self._db = db.sibling(EVENTS_SUFFIX)
         self._clock = clock
         self._keep = keep
-        with db.transaction() as conn:
+        with self._db.transaction() as conn:
             conn.execute(_SCHEMA)
+        # Under load one commit serves the requests of a whole turn of the event loop.
+        self._writer: GroupCommit[tuple[Any, ...]] = GroupCommit(self._insert)
+        self._own_file = not db.in_memory
 
     def record(self, **fields: Any) -> None:
         """Store one event (fields named as `TokenEvent`'s, `header`/`claims` as dicts); drop the oldest."""
+        self._insert([self._row(fields)])
+
+    async def store(self, events: list[dict[str, Any]]) -> None:
+        """Store `events` (as `record` takes them), batched with other requests'; return once committed."""
+        await self._writer.submit([self._row(fields) for fields in events])
+
+    def close(self) -> None:
+        """Close the events' own database file (in memory, the issuer's database closes itself)."""
+        if self._own_file:
+            self._db.close()
+
+    def _row(self, fields: dict[str, Any]) -> tuple[Any, ...]:
         row = {name: fields.get(name) for name in _COLUMNS}
         row["at"] = self._clock()
         for name in ("header", "claims"):
@@ -166,9 +185,13 @@ class TokenEvents:
                 row[name] = _json_text(row[name])
         for name in ("reason", "tenant_id", "user_id", "subject", "client_id", "grant_type", "audience"):
             row[name] = _text(row[name])
+        return tuple(row[name] for name in _COLUMNS)
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         with self._db.transaction() as conn:
-            cursor = conn.execute(_INSERT, tuple(row[name] for name in _COLUMNS))
-            conn.execute("DELETE FROM token_events WHERE id <= ?", ((cursor.lastrowid or 0) - self._keep,))
+            conn.executemany(_INSERT, rows)
+            last = conn.execute("SELECT max(id) FROM token_events").fetchone()[0] or 0
+            conn.execute("DELETE FROM token_events WHERE id <= ?", (last - self._keep,))
 
     def recent(self, limit: int = 100) -> list[TokenEvent]:
         """The newest `limit` events, newest first."""
@@ -349,11 +372,7 @@ class TokenEventObserver:
         else:
             events = [{**base, "outcome": "refused", "reason": _reason(parsed, status), **asked}]
         try:
-            await run_in_threadpool(self._store, events)
+            await self._events.store(events)
         except Exception as exc:
             # The console's record must never cost a caller its token (or its refusal).
             _log.warning("token event not recorded (%s)", type(exc).__name__)
-
-    def _store(self, events: list[dict[str, Any]]) -> None:
-        for event in events:
-            self._events.record(**event)

@@ -13,6 +13,7 @@ uvicorn's own access log stays off (`harness.servers`): it prints query strings 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -159,7 +160,18 @@ class RedactingFilter(logging.Filter):
 
 
 class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever `sys.stderr` is at the time of each record (it may be replaced)."""
+    """Writes to whatever `sys.stderr` is at the time (it may be replaced), a loop turn's lines at once.
+
+    On an event loop, the lines logged during one turn of the loop (under load, the access lines
+    of many requests) go out in one write at the end of that turn, instead of one write and one
+    flush each: they still appear at once, at a fraction of the system calls. Off a loop, or from
+    another loop than the one a write is pending on, a line is written straight away.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: list[str] = []
+        self._pending_on: asyncio.AbstractEventLoop | None = None
 
     @property  # type: ignore[override]
     def stream(self) -> Any:
@@ -168,6 +180,49 @@ class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, value: Any) -> None:
         return
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Called with the handler's lock held (logging.Handler.handle).
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None and loop is self._pending_on:
+            self._pending.append(line)
+            return
+        self._write_pending()
+        if loop is None:
+            self._write(line)
+            return
+        self._pending = [line]
+        self._pending_on = loop
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._write_pending()
+        finally:
+            self.release()
+
+    def _write_pending(self) -> None:
+        if self._pending:
+            lines, self._pending, self._pending_on = self._pending, [], None
+            self._write("".join(lines))
+        self._pending_on = None
+
+    def _write(self, text: str) -> None:
+        try:
+            stream = self.stream
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):  # stderr closed or gone: nothing left to report it to
+            return
 
 
 @contextmanager
@@ -191,6 +246,7 @@ def configure_logging(level: str, *, secrets: Iterable[str] = ()) -> Iterator[No
     try:
         yield
     finally:
+        handler.flush()
         root.removeHandler(handler)
         root.setLevel(previous[0])
         client.setLevel(previous[1])

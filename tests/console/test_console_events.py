@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import stat
 from pathlib import Path
 
 import httpx
@@ -154,9 +155,32 @@ def test_events_are_bounded_and_shared_through_the_database(tmp_path: Path) -> N
         assert [event.reason for event in recent] == ["refusal 4", "refusal 3", "refusal 2"]
         assert [event.at for event in recent] == [clock.now, clock.now - 1, clock.now - 2]
         assert [event.reason for event in other_worker.recent(2)] == ["refusal 4", "refusal 3"]
+        events.close()
+        other_worker.close()
     finally:
         first.close()
         second.close()
+
+
+def test_events_live_beside_the_issuer_database_so_recording_one_leaves_it_unchanged(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "issuer.db"
+    issuer_db, reader = Database(str(path)), Database(str(path))
+    try:
+        events = TokenEvents(issuer_db, FakeClock())
+        version = reader.data_version()
+        events.record(endpoint="issue-token", outcome="refused", status=404, reason="unknown_user")
+        # Another worker's caches (keys, faults) and page cache stay valid: nothing changed for it.
+        assert reader.data_version() == version
+        assert stat.S_IMODE((tmp_path / "issuer.db-events").stat().st_mode) == 0o600
+        seen_by_other_worker = TokenEvents(reader, FakeClock())
+        assert [event.reason for event in seen_by_other_worker.recent()] == ["unknown_user"]
+        seen_by_other_worker.close()
+        events.close()
+    finally:
+        issuer_db.close()
+        reader.close()
 
 
 @pytest.mark.parametrize("text", ["", "a.b", "a.b.c", "e30.bm90IGpzb24.x", "W10.e30.x"])

@@ -179,7 +179,7 @@ def test_a_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
         create_app(_settings(str(tmp_path / "issuer.db")))
 
 
-def test_the_database_and_its_wal_and_shm_are_created_owner_only(
+def test_the_database_its_events_file_and_their_wal_and_shm_are_created_owner_only(
     start_issuer: StartIssuer, tmp_path: Path
 ) -> None:
     db = tmp_path / "issuer.db"
@@ -187,5 +187,6 @@ def test_the_database_and_its_wal_and_shm_are_created_owner_only(
     with issuer.admin() as admin:
         admin.create_user("acme", "alice")  # a write: the WAL and SHM exist now
         files = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.iterdir()}
-    assert set(files) == {"issuer.db", "issuer.db-wal", "issuer.db-shm", "issuer.db.key"}
+    events = {"issuer.db-events", "issuer.db-events-wal", "issuer.db-events-shm"}
+    assert set(files) == {"issuer.db", "issuer.db-wal", "issuer.db-shm", "issuer.db.key", *events}
     assert set(files.values()) == {0o600}, files
