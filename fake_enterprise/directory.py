@@ -60,6 +60,19 @@ class TenantPolicy:
         return not self.deny and (self.allowed_audiences is None or audience in self.allowed_audiences)
 
 
+# The tenant's policy, the user and the user's grant; a missing row shows as a NULL in its
+# NOT NULL key or timestamp column.
+_LOOKUP = """
+SELECT policy.tenant_id AS policy_tenant, policy.deny, policy.allowed_audiences,
+       users.created_at AS user_created, users.subject, users.email, users.name, users.token_profile,
+       grants.sealed_refresh_token, grants.granted_at, grants.expires_at, grants.revoked_at
+FROM (SELECT ? AS tenant_id, ? AS user_id) AS asked
+LEFT JOIN tenant_policies AS policy ON policy.tenant_id = asked.tenant_id
+LEFT JOIN users ON users.tenant_id = asked.tenant_id AND users.user_id = asked.user_id
+LEFT JOIN grants ON grants.tenant_id = asked.tenant_id AND grants.user_id = asked.user_id
+"""
+
+
 def _policy_of(row: sqlite3.Row) -> TenantPolicy:
     audiences = row["allowed_audiences"]
     return TenantPolicy(
@@ -137,35 +150,27 @@ class Directory:
         return policy
 
     def lookup(self, tenant_id: str, user_id: str) -> tuple[TenantPolicy, User | None, Grant | None]:
-        """Everything issue-token decides on, read under one lock."""
+        """Everything issue-token decides on, in one query (it runs on every token)."""
         with self._db.reading() as conn:
-            policy_row = conn.execute(
-                "SELECT deny, allowed_audiences FROM tenant_policies WHERE tenant_id = ?", (tenant_id,)
-            ).fetchone()
-            user_row = conn.execute(
-                "SELECT * FROM users WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id)
-            ).fetchone()
-            grant_row = conn.execute(
-                "SELECT * FROM grants WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id)
-            ).fetchone()
-        policy = TenantPolicy() if policy_row is None else _policy_of(policy_row)
+            row = conn.execute(_LOOKUP, (tenant_id, user_id)).fetchone()
+        policy = TenantPolicy() if row["policy_tenant"] is None else _policy_of(row)
         user = None
-        if user_row is not None:
+        if row["user_created"] is not None:
             user = User(
                 tenant_id=tenant_id,
                 user_id=user_id,
-                email=user_row["email"],
-                name=user_row["name"],
-                token_profile=user_row["token_profile"],
-                subject=user_row["subject"],
+                email=row["email"],
+                name=row["name"],
+                token_profile=row["token_profile"],
+                subject=row["subject"],
             )
         grant = None
-        if grant_row is not None:
+        if row["granted_at"] is not None:
             grant = Grant(
-                granted_at=grant_row["granted_at"],
-                expires_at=grant_row["expires_at"],
-                revoked_at=grant_row["revoked_at"],
-                sealed_refresh_token=grant_row["sealed_refresh_token"],
+                granted_at=row["granted_at"],
+                expires_at=row["expires_at"],
+                revoked_at=row["revoked_at"],
+                sealed_refresh_token=row["sealed_refresh_token"],
             )
         return policy, user, grant
 

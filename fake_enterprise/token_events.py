@@ -28,8 +28,8 @@ from urllib.parse import parse_qsl, unquote
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fake_enterprise.group_commit import GroupCommit
 from fake_enterprise.storage import Database
+from fake_enterprise.write_behind import WriteBehind
 
 __all__ = ["TokenEvent", "TokenEventObserver", "TokenEvents", "decode_unverified"]
 
@@ -82,6 +82,8 @@ _INSERT = (
 _MAX_FIELD = 512
 # The events of an issuer with database file F live in F + this (with their own -wal and -shm).
 EVENTS_SUFFIX = "-events"
+# How long a reader waits for this process's pending events to be written (a stuck disk).
+_FLUSH_TIMEOUT = 5.0
 _MAX_JSON = 8 * 1024
 # Request bodies past this are not read for "who asked" (the endpoints refuse them anyway).
 _MAX_CAPTURE = 64 * 1024
@@ -115,23 +117,30 @@ class TokenEvent:
     claims: dict[str, Any] | None
 
 
-def _b64url_json(part: str) -> Any:
+def _b64url_text(part: str) -> str:
     padded = part + "=" * (-len(part) % 4)
-    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    return base64.urlsafe_b64decode(padded.encode("ascii")).decode()
 
 
-def decode_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Header and claims of a JWS compact token (the signature is ignored), or None if it is not one."""
+def _decoded_parts(token: str) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]] | None:
+    """The JSON text and value of a JWS compact token's header and of its claims, or None."""
     parts = token.split(".")
     if len(parts) != 3:
         return None
     try:
-        header, claims = _b64url_json(parts[0]), _b64url_json(parts[1])
+        texts = _b64url_text(parts[0]), _b64url_text(parts[1])
+        header, claims = json.loads(texts[0]), json.loads(texts[1])
     except (ValueError, UnicodeError, binascii.Error):
         return None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         return None
-    return header, claims
+    return (texts[0], header), (texts[1], claims)
+
+
+def decode_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Header and claims of a JWS compact token (the signature is ignored), or None if it is not one."""
+    decoded = _decoded_parts(token)
+    return None if decoded is None else (decoded[0][1], decoded[1][1])
 
 
 def _text(value: Any) -> str | None:
@@ -142,8 +151,9 @@ def _text(value: Any) -> str | None:
     return str(value)[:_MAX_FIELD]
 
 
-def _json_text(value: Mapping[str, Any]) -> str:
-    text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+def _json_text(value: Mapping[str, Any] | str) -> str:
+    # A token's header or claims arrive as the JSON text the token carries: kept as it is.
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
     return text if len(text) <= _MAX_JSON else json.dumps({"truncated": True})
 
 
@@ -160,21 +170,35 @@ class TokenEvents:
         self._keep = keep
         with self._db.transaction() as conn:
             conn.execute(_SCHEMA)
-        # Under load one commit serves the requests of a whole turn of the event loop.
-        self._writer: GroupCommit[tuple[Any, ...]] = GroupCommit(self._insert)
-        self._own_file = not db.in_memory
+        # On a file, events are written behind the requests by a thread, in batches: a busy disk
+        # never holds up an answer. In memory there is no disk to wait for, and a thread would
+        # only add lock and GIL contention, so they are inserted at once.
+        self._writer: WriteBehind[tuple[Any, ...]] | None = (
+            None if db.in_memory else WriteBehind(self._insert, name="token-events")
+        )
 
     def record(self, **fields: Any) -> None:
-        """Store one event (fields named as `TokenEvent`'s, `header`/`claims` as dicts); drop the oldest."""
-        self._insert([self._row(fields)])
+        """Store one event (fields named as `TokenEvent`'s, `header`/`claims` as dicts or their JSON
+        text); drop the oldest."""
+        self.add([fields])
 
-    async def store(self, events: list[dict[str, Any]]) -> None:
-        """Store `events` (as `record` takes them), batched with other requests'; return once committed."""
-        await self._writer.submit([self._row(fields) for fields in events])
+    def add(self, events: list[dict[str, Any]]) -> None:
+        """Store `events` (as `record` takes them): at once in memory, else written behind."""
+        rows = [self._row(fields) for fields in events]
+        if self._writer is None:
+            self._insert(rows)
+        else:
+            self._writer.submit(rows)
+
+    def flush(self) -> None:
+        """Wait (a few seconds at most) until every event this process added so far is written."""
+        if self._writer is not None:
+            self._writer.flush(timeout=_FLUSH_TIMEOUT)
 
     def close(self) -> None:
-        """Close the events' own database file (in memory, the issuer's database closes itself)."""
-        if self._own_file:
+        """Write what is pending; close the events' own database file."""
+        if self._writer is not None:
+            self._writer.close()
             self._db.close()
 
     def _row(self, fields: dict[str, Any]) -> tuple[Any, ...]:
@@ -194,9 +218,14 @@ class TokenEvents:
             conn.execute("DELETE FROM token_events WHERE id <= ?", (last - self._keep,))
 
     def recent(self, limit: int = 100) -> list[TokenEvent]:
-        """The newest `limit` events, newest first."""
+        """The newest `limit` events, newest first: every event this process added before the call,
+        and those other workers' threads have written by then (normally within a millisecond)."""
+        self.flush()
         with self._db.reading() as conn:
-            rows = conn.execute("SELECT * FROM token_events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            # By time: workers write their batches in whatever order their threads get to it.
+            rows = conn.execute(
+                "SELECT * FROM token_events ORDER BY at DESC, id DESC LIMIT ?", (limit,)
+            ).fetchall()
         events = []
         for row in rows:
             data = dict(row)
@@ -253,10 +282,10 @@ def _issued(answer: Mapping[str, Any], asked: dict[str, Any]) -> list[dict[str, 
     events = []
     for member in _TOKEN_MEMBERS:
         token = answer.get(member)
-        decoded = decode_unverified(token) if isinstance(token, str) else None
+        decoded = _decoded_parts(token) if isinstance(token, str) else None
         if decoded is None:
             continue
-        header, claims = decoded
+        (header_text, header), (claims_text, claims) = decoded
         events.append(
             {
                 **asked,
@@ -269,8 +298,8 @@ def _issued(answer: Mapping[str, Any], asked: dict[str, Any]) -> list[dict[str, 
                 "alg": _text(header.get("alg")),
                 "kid": _text(header.get("kid")),
                 "jti": _text(claims.get("jti")),
-                "header": header,
-                "claims": claims,
+                "header": header_text,
+                "claims": claims_text,
             }
         )
     return events
@@ -289,8 +318,9 @@ def _reason(answer: Any, status: int) -> str:
 class TokenEventObserver:
     """ASGI middleware recording each answer of the `paths` it watches as token events.
 
-    An event is stored before the end of the answer goes out, so a caller that has its answer
-    finds the event in the console.
+    An event is handed to `TokenEvents` before the end of the answer goes out, so a caller that
+    has its answer finds the event in the console of the process that answered (other workers'
+    consoles show it once it is written, normally within a millisecond).
     """
 
     def __init__(self, app: ASGIApp, *, events: TokenEvents, paths: Mapping[str, str]) -> None:
@@ -325,7 +355,7 @@ class TokenEventObserver:
             recorded = True
             if not body_complete:
                 await self._read_rest(scope, observed_receive)
-            await self._record(endpoint, scope, bytes(body), final_status, bytes(answer))
+            self._record(endpoint, scope, bytes(body), final_status, bytes(answer))
 
         async def observed_send(message: Message) -> None:
             nonlocal status
@@ -357,7 +387,7 @@ class TokenEventObserver:
                 if message["type"] != "http.request" or not message.get("more_body", False):
                     return
 
-    async def _record(self, endpoint: str, scope: Scope, body: bytes, status: int, answer: bytes) -> None:
+    def _record(self, endpoint: str, scope: Scope, body: bytes, status: int, answer: bytes) -> None:
         content_type = _header(scope, b"content-type").decode("latin-1")
         asked = {} if len(body) > _MAX_CAPTURE else _who_asked(body, content_type)
         if "client_id" not in asked and (client_id := _basic_client_id(scope)) is not None:
@@ -372,7 +402,7 @@ class TokenEventObserver:
         else:
             events = [{**base, "outcome": "refused", "reason": _reason(parsed, status), **asked}]
         try:
-            await self._events.store(events)
+            self._events.add(events)
         except Exception as exc:
             # The console's record must never cost a caller its token (or its refusal).
             _log.warning("token event not recorded (%s)", type(exc).__name__)

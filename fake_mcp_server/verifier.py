@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import logging
@@ -97,27 +98,38 @@ class _Verified:
 
     It is served until `expires_at` (its `exp` rounded down), and only while `trust` says the
     issuer still vouches for the key that verified it. The claims are kept as a tuple of values
-    beside a tuple of names that tokens of one shape share: a dict of the same claims costs three
-    times the tuple.
+    (a dict of the same claims costs three times the tuple); `make_claims`, shared by the tokens
+    of one shape, makes the claims dict of them again. `seen` is the epoch of the entry's last
+    hit (see `JWKSTokenVerifier._count_hit`).
     """
 
-    __slots__ = ("claim_names", "claim_values", "client_id", "expires_at", "scopes", "subject", "trust")
+    __slots__ = (
+        "claim_values",
+        "client_id",
+        "expires_at",
+        "make_claims",
+        "scopes",
+        "seen",
+        "subject",
+        "trust",
+    )
 
     def __init__(
         self,
         expires_at: int,
         trust: KeyTrust,
         access_token: AccessToken,
-        shared: Callable[[tuple[str, ...]], tuple[str, ...]],
+        make_claims: Callable[[tuple[Any, ...]], dict[str, Any]],
+        scopes: tuple[str, ...],
     ) -> None:
-        claims = access_token.claims or {}
         self.expires_at = expires_at
         self.trust = trust
         self.client_id = access_token.client_id
-        self.scopes = shared(tuple(access_token.scopes))
+        self.scopes = scopes
         self.subject = access_token.subject
-        self.claim_names = shared(tuple(claims))
-        self.claim_values = tuple(claims.values())
+        self.make_claims = make_claims
+        self.claim_values = tuple((access_token.claims or {}).values())
+        self.seen: object = None
 
     def access_token(self, token: str, resource: str) -> AccessToken:
         """A new `AccessToken` for `token`, the text this entry was found by."""
@@ -129,10 +141,15 @@ class _Verified:
                 "expires_at": self.expires_at,
                 "resource": resource,
                 "subject": self.subject,
-                # Both tuples come from one dict: the same length, in the same order.
-                "claims": dict(zip(self.claim_names, self.claim_values)),  # noqa: B905
+                "claims": self.make_claims(self.claim_values),
             }
         )
+
+
+def _slot_setter(name: str) -> Callable[[Any, Any], None]:
+    """The `__set__` of the descriptor that holds attribute `name` of an AccessToken."""
+    descriptor = next(vars(cls)[name] for cls in AccessToken.__mro__ if name in vars(cls))
+    return descriptor.__set__  # type: ignore[no-any-return]
 
 
 # Every AccessToken we build sets all its fields; pydantic would give each its own copy of this
@@ -140,21 +157,25 @@ class _Verified:
 # serves them all.
 _ACCESS_TOKEN_FIELDS = set(AccessToken.model_fields)
 _new_object = object.__new__
-_set_slot = object.__setattr__
+# The descriptors' own setters: a third quicker than object.__setattr__, which looks each one up.
+_set_dict = _slot_setter("__dict__")
+_set_fields_set = _slot_setter("__pydantic_fields_set__")
+_set_extra = _slot_setter("__pydantic_extra__")
+_set_private = _slot_setter("__pydantic_private__")
 
 
 def _access_token(fields: dict[str, Any]) -> AccessToken:
     """An `AccessToken` of `fields` (every field, each already checked), built exactly as pydantic's
-    `model_construct` builds one, at a quarter of its cost: a cache hit builds one, and
+    `model_construct` builds one, at about an eighth of its cost: a cache hit builds one, and
     `model_construct` loops over the model's fields and their aliases on every call.
 
     tests/server/test_server_verifier.py checks that the two agree on this pydantic version.
     """
     built = _new_object(AccessToken)
-    _set_slot(built, "__dict__", fields)
-    _set_slot(built, "__pydantic_fields_set__", _ACCESS_TOKEN_FIELDS)
-    _set_slot(built, "__pydantic_extra__", None)
-    _set_slot(built, "__pydantic_private__", None)
+    _set_dict(built, fields)
+    _set_fields_set(built, _ACCESS_TOKEN_FIELDS)
+    _set_extra(built, None)
+    _set_private(built, None)
     return built
 
 
@@ -166,8 +187,8 @@ _digest = hashlib.sha256
 # Recently used tokens kept in full beside the compact entries (some 1.6 KB each with their text).
 _RECENT_SIZE = 256
 
-# Distinct tuples of claim names or of scopes shared between cached tokens; an issuer mints a
-# handful of token shapes and scope sets.
+# Distinct shapes of token (tuples of claim names, each with its claims maker) and distinct
+# scope tuples shared between cached tokens; an issuer mints a handful of each.
 _MAX_SHARED_TUPLES = 256
 
 
@@ -212,15 +233,20 @@ class JWKSTokenVerifier:
         self._checked_headers: dict[str, dict[str, Any]] = {}
         # Tokens that passed every check, by the SHA-256 of their text, least recently used first.
         self._verified: OrderedDict[bytes, _Verified] = OrderedDict()
-        # The few most recently used of them again, by their text, with the AccessToken built:
-        # a hit here costs neither the SHA-256 nor building the AccessToken. Each is served only
-        # while its entry in `_verified` is (and by that entry's checks).
+        # A few of them again, by their text, with the AccessToken built: the most recently used
+        # of those just verified or hit twice in a short while (see _count_hit). A hit here costs
+        # neither the SHA-256 nor building the AccessToken. Each is served only while its entry
+        # in `_verified` is (and by that entry's checks).
         self._recent: OrderedDict[str, tuple[AccessToken, bytes, _Verified]] = OrderedDict()
         self._recent_size = min(settings.cache_size, _RECENT_SIZE)
         # No remembered token expires before this moment (a lower bound: entries that leave early
         # do not raise it); a full cache sweeps out the expired ones only once it has passed.
         self._earliest_expiry = math.inf
-        self._shared_tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._shared_scopes: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._claims_makers: dict[tuple[str, ...], Callable[[tuple[Any, ...]], dict[str, Any]]] = {}
+        # Hits on main entries, counted in epochs (see _count_hit).
+        self._epoch = object()
+        self._epoch_hits = 0
 
     @property
     def cached_tokens(self) -> int:
@@ -281,7 +307,7 @@ class JWKSTokenVerifier:
             if self._servable(remembered):
                 self._verified.move_to_end(key)
                 access_token = remembered.access_token(token, self.settings.audience)
-                self._keep_recent(token, access_token, key, remembered)
+                self._count_hit(token, access_token, key, remembered)
                 return access_token
             # Expired, or the key set that vouched for its key has gone stale: check it afresh,
             # which refreshes the keys (or finds the key withdrawn).
@@ -295,6 +321,23 @@ class JWKSTokenVerifier:
     def _servable(self, remembered: _Verified) -> bool:
         """Whether a remembered token may be answered from the cache: unexpired, its key still vouched for."""
         return self._clock() < remembered.expires_at and self.jwks.clock() < remembered.trust.confirmed_until
+
+    def _count_hit(self, token: str, access_token: AccessToken, key: bytes, remembered: _Verified) -> None:
+        """Count a hit on a main entry: the second one within an epoch moves the token into the recent tier.
+
+        An epoch lasts as many main-entry hits as the recent tier has places. A token met once in
+        a long while (one of thousands of users going round) would only push another out of the
+        recent tier before its own next use, and pay for the move (and the garbage collector for
+        the longer-lived objects) on every hit.
+        """
+        if remembered.seen is self._epoch:
+            self._keep_recent(token, access_token, key, remembered)
+            return
+        remembered.seen = self._epoch
+        self._epoch_hits += 1
+        if self._epoch_hits >= self._recent_size:
+            self._epoch = object()
+            self._epoch_hits = 0
 
     def _keep_recent(self, token: str, access_token: AccessToken, key: bytes, remembered: _Verified) -> None:
         self._recent[token] = (access_token, key, remembered)
@@ -429,19 +472,33 @@ class JWKSTokenVerifier:
             return None
         if len(self._verified) >= self.settings.cache_size:
             self._make_room(now)
-        remembered = _Verified(expires_at, trust, access_token, self._shared)
+        claim_names = tuple(access_token.claims or {})
+        scopes = self._scopes_of(access_token.scopes)
+        remembered = _Verified(expires_at, trust, access_token, self._claims_maker(claim_names), scopes)
         self._verified[key] = remembered
         self._earliest_expiry = min(self._earliest_expiry, expires_at)
         return remembered
 
-    def _shared(self, values: tuple[str, ...]) -> tuple[str, ...]:
-        """`values`, or an equal tuple already kept, so that cached tokens share one copy."""
-        shared = self._shared_tuples.get(values)
+    def _scopes_of(self, scopes: list[str]) -> tuple[str, ...]:
+        """`scopes` as a tuple, one already kept if equal, so that cached tokens share one copy."""
+        key = tuple(scopes)
+        shared = self._shared_scopes.get(key)
         if shared is not None:
             return shared
-        if len(self._shared_tuples) < _MAX_SHARED_TUPLES:
-            self._shared_tuples[values] = values
-        return values
+        if len(self._shared_scopes) < _MAX_SHARED_TUPLES:
+            self._shared_scopes[key] = key
+        return key
+
+    def _claims_maker(self, names: tuple[str, ...]) -> Callable[[tuple[Any, ...]], dict[str, Any]]:
+        """What makes the claims dict of tokens with these claim names, shared by every such token."""
+        maker = self._claims_makers.get(names)
+        if maker is not None:
+            return maker
+        maker = functools.partial(_claims_from_pairs, names)
+        # Past the few shapes an issuer mints: nothing more kept (each token holds its own).
+        if len(self._claims_makers) < _MAX_SHARED_TUPLES:
+            self._claims_makers[names] = maker
+        return maker
 
     def _make_room(self, now: float) -> None:
         """Free one place in the full cache: every expired entry if one may have expired, else the LRU one."""
@@ -464,6 +521,12 @@ class JWKSTokenVerifier:
         withdrawn = [key for key, entry in self._verified.items() if entry.trust.withdrawn]
         for key in withdrawn:
             del self._verified[key]
+
+
+def _claims_from_pairs(names: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
+    """The claims dict of a cached token: its shape's claim names with its own values."""
+    # Both tuples come from one dict: the same length, in the same order.
+    return dict(zip(names, values))  # noqa: B905
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:

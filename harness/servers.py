@@ -144,6 +144,9 @@ def _config(app: Any, log_level: str, limits: ServerLimits) -> uvicorn.Config:
         app,
         log_level=log_level,
         access_log=False,
+        # Our servers face their clients directly: an X-Forwarded-For from a loopback client would
+        # only let it choose the address our access log shows.
+        proxy_headers=False,
         lifespan="on",
         ws="none",
         limit_concurrency=limits.limit_concurrency,

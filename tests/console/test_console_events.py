@@ -148,9 +148,9 @@ def test_events_are_bounded_and_shared_through_the_database(tmp_path: Path) -> N
         other_worker = TokenEvents(second, clock, keep=3)
         for number in range(5):
             clock.now += 1
-            (events if number % 2 else other_worker).record(
-                endpoint="issue-token", outcome="refused", status=404, reason=f"refusal {number}"
-            )
+            worker = events if number % 2 else other_worker
+            worker.record(endpoint="issue-token", outcome="refused", status=404, reason=f"refusal {number}")
+            worker.flush()  # each worker's thread writes its own events, soon after; here, now
         recent = events.recent()
         assert [event.reason for event in recent] == ["refusal 4", "refusal 3", "refusal 2"]
         assert [event.at for event in recent] == [clock.now, clock.now - 1, clock.now - 2]
@@ -171,6 +171,7 @@ def test_events_live_beside_the_issuer_database_so_recording_one_leaves_it_uncha
         events = TokenEvents(issuer_db, FakeClock())
         version = reader.data_version()
         events.record(endpoint="issue-token", outcome="refused", status=404, reason="unknown_user")
+        events.flush()
         # Another worker's caches (keys, faults) and page cache stay valid: nothing changed for it.
         assert reader.data_version() == version
         assert stat.S_IMODE((tmp_path / "issuer.db-events").stat().st_mode) == 0o600

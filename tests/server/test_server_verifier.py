@@ -249,6 +249,79 @@ async def test_compact_cache_hit_gives_the_access_token_a_fresh_check_gives(
     assert hit.token == token and hit.scopes == ["notes:read", "notes:write"]
 
 
+@pytest.mark.usefixtures("compact_only")
+@pytest.mark.parametrize("extra_claims", [10, 70])
+async def test_compact_cache_hit_rebuilds_claims_of_any_names_in_order(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None], extra_claims: int
+) -> None:
+    # Odd names, nested values and many claims come back from a compact entry as they went in.
+    odd = {
+        'quote"': 1,
+        "back\\slash": 2,
+        "__class__": 3,
+        "values": 4,
+        "": 5,
+        "naïve": [6],
+        "act": {"sub": "a"},
+    }
+    many = {f"extra_{index}": index for index in range(extra_claims)}
+    token = _token(jwks_host, keys.ec, claims={**odd, **many})
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        fresh = await verifier.verify(token)
+        hits = [await verifier.verify(token) for _ in range(2)]
+    assert len(count_decodes) == 1
+    for hit in hits:
+        assert hit.claims == fresh.claims and list(hit.claims or {}) == list(fresh.claims or {})
+    assert hits[0].claims is not hits[1].claims
+
+
+@pytest.mark.usefixtures("compact_only")
+async def test_tokens_of_more_shapes_than_are_shared_are_still_served_right(
+    jwks_host: JWKSHost, keys: Keys, monkeypatch: pytest.MonkeyPatch, count_decodes: list[str | None]
+) -> None:
+    monkeypatch.setattr(verifier_module, "_MAX_SHARED_TUPLES", 1)
+    tokens = [_token(jwks_host, keys.ec, claims={f"only_{index}": index}) for index in range(3)]
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        fresh = [await verifier.verify(token) for token in tokens]
+        hits = [await verifier.verify(token) for token in tokens]
+    assert len(count_decodes) == 3
+    assert [hit.claims for hit in hits] == [token.claims for token in fresh]
+
+
+@pytest.fixture
+def recent_tier_of_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verifier_module, "_RECENT_SIZE", 2)
+
+
+@pytest.mark.usefixtures("recent_tier_of_two")
+async def test_token_hit_twice_in_the_main_cache_moves_into_the_recent_tier(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        first, *others = (_token(jwks_host, keys.ec) for _ in range(3))
+        for token in (first, *others):  # `first` has left the recent tier of two
+            await verifier.verify(token)
+        once = await verifier.verify(first)
+        twice = await verifier.verify(first)  # the second hit in one epoch: moved into the recent tier
+        assert twice is not once
+        assert await verifier.verify(first) is twice
+    assert len(count_decodes) == 3
+
+
+@pytest.mark.usefixtures("recent_tier_of_two")
+async def test_one_off_hit_in_the_main_cache_leaves_the_recent_tier_alone(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        first, second, third = (_token(jwks_host, keys.ec) for _ in range(3))
+        await verifier.verify(first)
+        recent = [await verifier.verify(token) for token in (second, third)]
+        assert (await verifier.verify(first)).token == first  # one hit on its main entry
+        for token, answer in zip((second, third), recent, strict=True):
+            assert await verifier.verify(token) is answer  # both still in the recent tier
+    assert len(count_decodes) == 3
+
+
 async def test_oversized_token_is_refused_before_parsing(
     verifier: JWKSTokenVerifier, jwks_host: JWKSHost
 ) -> None:
