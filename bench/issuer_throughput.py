@@ -3,12 +3,14 @@
     python bench/issuer_throughput.py [--algs RS256 ES256 EdDSA] [--clients 1 16 64] [--seconds 3]
                                      [--repeats 3] [--workers 2] [--quick] [--json-out PATH]
 
-For each algorithm three issuers run side by side, each in its own process (so this load
+For each algorithm four issuers run side by side, each in its own process (so this load
 generator does not share their GIL), and are loaded over keep-alive HTTP connections, one per
 concurrent client:
 - `today`: one process, issue-token signing in a worker thread (the code path before issue 12);
 - `inline`: one process, signing inline on the event loop;
-- `workers_N`: `--workers N` processes on one port and one database, signing as `auto` picks.
+- `workers_N`: `--workers N` processes on one port and one database, signing as `auto` picks;
+- `workers_N_access_log`: the same with the access log on (the issuer's default `--log-level
+  info`); the three above run with `warning`, as the issuer ran (with no access log) before.
 Levels are measured in `--repeats` interleaved rounds (every mode at a level, the mode that goes
 first rotating, before the next level), so drift and noisy neighbours hurt every mode alike;
 figures are the median across repeats (rates also the best), ratios are paired repeat by repeat.
@@ -232,14 +234,21 @@ def percent(value: float | None) -> str:
 
 
 def modes(workers: int, db_dir: Path, compare_sharing: bool) -> dict[str, list[str]]:
-    """Each mode's extra issuer options: today's code path, inline signing, and N workers."""
+    """Each mode's extra issuer options: today's code path, inline signing, and N workers.
+
+    All run without the access log (`--log-level warning`), as the issuer ran when issue 12 was
+    filed; the `..._access_log` mode adds it (the issuer's default, `info`) to show its cost.
+    """
+    quiet = ["--log-level", "warning"]
+    many = ["--workers", str(workers)]
     chosen = {
-        "today": ["--signing-mode", "threadpool"],
-        "inline": ["--signing-mode", "inline"],
-        f"workers_{workers}": ["--workers", str(workers), "--db", str(db_dir / "workers.db")],
+        "today": ["--signing-mode", "threadpool", *quiet],
+        "inline": ["--signing-mode", "inline", *quiet],
+        f"workers_{workers}": [*many, "--db", str(db_dir / "workers.db"), *quiet],
+        f"workers_{workers}_access_log": [*many, "--db", str(db_dir / "logged.db"), "--log-level", "info"],
     }
     if compare_sharing:
-        shared = ["--workers", str(workers), "--db", str(db_dir / "shared.db"), "--socket-sharing", "shared"]
+        shared = [*many, "--db", str(db_dir / "shared.db"), "--socket-sharing", "shared", *quiet]
         chosen[f"workers_{workers}_shared"] = shared
     return chosen
 
@@ -308,7 +317,7 @@ def report_mode(
     rate, p50, p99 = (_median_of(levels, name) for name in ("rate", "p50", "p99"))
     failures = sum(level["failures"] for level in levels)
     # The README shows the goals' figures: ES256 at 16 clients, both ways; workers' ratios and p99.
-    headline = mode != "inline" and clients == 16 and alg == "ES256"
+    headline = mode in ("today", "workers_2") and clients == 16 and alg == "ES256"
     report.add(
         f"{prefix}.requests", sum(level["requests"] for level in levels), "count", label=f"requests, {about}"
     )
@@ -394,9 +403,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"### Issuer throughput: issue-token ({machine_summary()})")
     print()
     print(
-        "Three issuers per alg, each in its own process: `today` (one process, signing in a thread\n"
-        "pool: the code path before issue 12), `inline` (one process, signing on the event loop) and\n"
-        f"`workers_{args.workers}` (`--workers {args.workers}`, signing as `auto` picks). The generator\n"
+        "Four issuers per alg, each in its own process: `today` (one process, signing in a thread\n"
+        "pool: the code path before issue 12), `inline` (one process, signing on the event loop),\n"
+        f"`workers_{args.workers}` (`--workers {args.workers}`, signing as `auto` picks), all three\n"
+        "without the access log (`--log-level warning`, as when issue 12 was filed), and\n"
+        f"`workers_{args.workers}_access_log`: the same workers with it (`info`, the default; its\n"
+        "lines go to a file). The generator\n"
         "(asyncio, one keep-alive HTTP/1.1 connection per client, minimal HTTP as wrk speaks it) runs\n"
         f"here. {args.seconds:g} s measured per level after a warm-up, {args.repeats} interleaved repeats\n"
         "(the modes take turns at each level, the first one rotating). req/s: best / median of the\n"

@@ -55,9 +55,13 @@ class WriteBehind(Generic[Row]):
             if self._closed:
                 raise WriteBehindClosedError(f"{self._name} is closed")
             self._ensure_thread()
+            # Rows already waiting mean the thread is awake (it takes them when its write is
+            # done): only the first of a batch needs to wake it, not every request.
+            wake = not self._rows
             self._rows.extend(rows)
             self._submitted += 1
-            self._condition.notify_all()
+            if wake:
+                self._condition.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every row submitted before this call is written; False if `timeout` ran out."""
