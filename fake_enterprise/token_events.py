@@ -170,12 +170,10 @@ class TokenEvents:
         self._keep = keep
         with self._db.transaction() as conn:
             conn.execute(_SCHEMA)
-        # On a file, events are written behind the requests by a thread, in batches: a busy disk
-        # never holds up an answer. In memory there is no disk to wait for, and a thread would
-        # only add lock and GIL contention, so they are inserted at once.
-        self._writer: WriteBehind[tuple[Any, ...]] | None = (
-            None if db.in_memory else WriteBehind(self._insert, name="token-events")
-        )
+        # Written behind the requests by a thread, in batches: a busy disk never holds up an
+        # answer, and one commit serves many requests.
+        self._writer: WriteBehind[tuple[Any, ...]] = WriteBehind(self._insert, name="token-events")
+        self._own_file = not db.in_memory
 
     def record(self, **fields: Any) -> None:
         """Store one event (fields named as `TokenEvent`'s, `header`/`claims` as dicts or their JSON
@@ -183,22 +181,17 @@ class TokenEvents:
         self.add([fields])
 
     def add(self, events: list[dict[str, Any]]) -> None:
-        """Store `events` (as `record` takes them): at once in memory, else written behind."""
-        rows = [self._row(fields) for fields in events]
-        if self._writer is None:
-            self._insert(rows)
-        else:
-            self._writer.submit(rows)
+        """Store `events` (as `record` takes them), written behind: `recent` and `flush` wait for them."""
+        self._writer.submit([self._row(fields) for fields in events])
 
     def flush(self) -> None:
         """Wait (a few seconds at most) until every event this process added so far is written."""
-        if self._writer is not None:
-            self._writer.flush(timeout=_FLUSH_TIMEOUT)
+        self._writer.flush(timeout=_FLUSH_TIMEOUT)
 
     def close(self) -> None:
-        """Write what is pending; close the events' own database file."""
-        if self._writer is not None:
-            self._writer.close()
+        """Write what is pending; close the events' own database file (in memory there is none)."""
+        self._writer.close()
+        if self._own_file:
             self._db.close()
 
     def _row(self, fields: dict[str, Any]) -> tuple[Any, ...]:
@@ -219,7 +212,7 @@ class TokenEvents:
 
     def recent(self, limit: int = 100) -> list[TokenEvent]:
         """The newest `limit` events, newest first: every event this process added before the call,
-        and those other workers' threads have written by then (normally within a millisecond)."""
+        and those other workers have written by then (within about 50 ms)."""
         self.flush()
         with self._db.reading() as conn:
             # By time: workers write their batches in whatever order their threads get to it.
@@ -320,7 +313,7 @@ class TokenEventObserver:
 
     An event is handed to `TokenEvents` before the end of the answer goes out, so a caller that
     has its answer finds the event in the console of the process that answered (other workers'
-    consoles show it once it is written, normally within a millisecond).
+    consoles show it once it is written, within about 50 ms).
     """
 
     def __init__(self, app: ASGIApp, *, events: TokenEvents, paths: Mapping[str, str]) -> None:

@@ -2,9 +2,10 @@
 
 Requests hand their rows to `WriteBehind.submit` and go on at once: the disk never holds up an
 answer or the event loop (on a busy disk one SQLite commit now and then takes tens of
-milliseconds). The thread writes whatever has queued up since its last write in one batch, so
-under load one commit serves many requests. `flush` waits until everything submitted before it
-is written: a reader in the same process calls it first and sees every row submitted so far.
+milliseconds). Woken by the first row of a batch, the thread lingers a moment (`linger`), then
+writes everything queued meanwhile in one batch, so under load one commit serves hundreds of
+requests. `flush` cuts the linger short and waits until everything submitted before it is
+written: a reader in the same process calls it first and sees every row submitted so far.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ class WriteBehind(Generic[Row]):
     the first submit, so an object made before a fork works in the child.
     """
 
-    def __init__(self, write: Callable[[list[Row]], None], *, name: str) -> None:
+    def __init__(self, write: Callable[[list[Row]], None], *, name: str, linger: float = 0.05) -> None:
         self._write = write
         self._name = name
+        self._linger = linger
+        self._hurry = False  # a flush or close is waiting: no lingering
         self._condition = threading.Condition()
         self._rows: list[Row] = []
         self._submitted = 0  # batches handed over, ever
@@ -67,6 +70,9 @@ class WriteBehind(Generic[Row]):
         """Wait until every row submitted before this call is written; False if `timeout` ran out."""
         with self._condition:
             target = self._submitted
+            if self._written < target:
+                self._hurry = True
+                self._condition.notify_all()
             return self._condition.wait_for(lambda: self._written >= target, timeout)
 
     def close(self) -> None:
@@ -92,6 +98,8 @@ class WriteBehind(Generic[Row]):
                 self._condition.wait_for(lambda: self._rows or self._closed)
                 if not self._rows:
                     return
+                self._condition.wait_for(lambda: self._hurry or self._closed, self._linger)
+                self._hurry = False
                 rows, self._rows = self._rows, []
                 batch_end = self._submitted
             try:

@@ -90,3 +90,15 @@ def test_close_writes_what_is_pending_and_later_submits_are_refused() -> None:
     with pytest.raises(WriteBehindClosedError):
         behind.submit(["late"])
     assert "closed=True" in repr(behind)
+
+
+def test_the_thread_lingers_so_rows_of_many_requests_share_one_write_and_flush_cuts_it_short() -> None:
+    writer = GatedWriter()
+    behind: WriteBehind[int] = WriteBehind(writer, name="test", linger=30.0)  # type: ignore[arg-type]
+    for number in range(50):
+        behind.submit([number])
+    assert behind.flush(timeout=10)  # well before the 30 s linger is over
+    assert writer.batches == [list(range(50))]
+    behind.submit([50])
+    behind.close()  # nor does close wait it out
+    assert writer.batches == [list(range(50)), [50]]
