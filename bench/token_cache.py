@@ -6,7 +6,7 @@ It serves a JWKS on loopback and mints `--tokens` tokens shaped like the issuer'
 (opaque `sub`, `preferred_username`, `email`, `name`, `tenant_id`, ...), as bytes, the way they
 arrive in a request. Under tracemalloc it turns each into text and verifies it, as a server does
 per request, then lets go of the text: what stays allocated, divided by the number of tokens, is
-what the cache keeps per token (its entry, its key, the claims, the LRU's bookkeeping, and the
+what the cache keeps per token (its entry, its key, the claims, the table's bookkeeping, and the
 token text if the cache holds on to it). Then it times cache hits, each on new token text (a
 request's header is a new string): `hit` presents one token again and again (served from the
 tier of recently used tokens), `hit_cold` goes round all `--tokens` tokens (each served from the
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"{args.tokens:,} {args.alg} tokens of {token_chars} characters, one per user, verified under"
-        " tracemalloc; bytes that stay\nallocated per token (entry, key, claims, LRU bookkeeping)."
+        " tracemalloc; bytes that stay\nallocated per token (entry, key, claims, table bookkeeping)."
         f" Hits: {args.repeats} repeats of {args.n} samples of\n{args.batch} hits, each on new token"
         " text, the kinds interleaved; µs min / median across repeats of the\nrepeat medians; p95 of"
         " all samples; ratios paired repeat by repeat."

@@ -104,7 +104,7 @@ class VerifierSettings:
     # How long past expiry cached keys keep serving while the JWKS endpoint cannot be reached.
     jwks_stale_if_error: float = 86400.0
     max_jwks_bytes: int = 1024 * 1024
-    # Verified tokens remembered (LRU); 0 turns the cache off.
+    # Verified tokens remembered (CLOCK eviction, docs/verifier-cache.md); 0 turns the cache off.
     cache_size: int = 10_000
     http_timeout: float = 5.0
     # One deadline on a whole key fetch (discovery + JWKS, however slowly the bytes come):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import json
 import logging
@@ -75,11 +74,13 @@ def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len({name for name, _ in pairs}) != len(pairs):
         raise TokenRejected("duplicate member in token")
     return {
-        sys.intern(name): sys.intern(value)
-        if name in _SHARED_CLAIM_VALUES and isinstance(value, str) and len(value) <= 256
-        else value
+        sys.intern(name): sys.intern(value) if _is_shared_value(name, value) else value
         for name, value in pairs
     }
+
+
+def _is_shared_value(name: str, value: Any) -> bool:
+    return name in _SHARED_CLAIM_VALUES and isinstance(value, str) and len(value) <= 256
 
 
 def _json_object(segment: str) -> dict[str, Any]:
@@ -97,17 +98,22 @@ class _Verified:
     except the token text (the caller presents that again on every hit).
 
     It is served until `expires_at` (its `exp` rounded down), and only while `trust` says the
-    issuer still vouches for the key that verified it. The claims are kept as a tuple of values
-    (a dict of the same claims costs three times the tuple); `make_claims`, shared by the tokens
-    of one shape, makes the claims dict of them again. `seen` is the epoch of the entry's last
-    hit (see `JWKSTokenVerifier._count_hit`).
+    issuer still vouches for the key that verified it. The claims are kept in two dicts:
+    `claims_template`, all of them in their order with the token's own values blanked (None),
+    shared by every token with the same names and the same issuer, audience, client, tenant,
+    scope and user type; and `own_claims`, the token's own values (`sub`, `jti`, the times, ...).
+    The template overlaid with `own_claims` is the claims dict again, in the token's order, at a
+    third of the cost of building it from a tuple of names and one of values.
+
+    `seen` is the epoch of the entry's last hit (see `JWKSTokenVerifier._count_hit`): None until
+    it is hit, and again once an eviction pass has gone by it (see `JWKSTokenVerifier._evict`).
     """
 
     __slots__ = (
-        "claim_values",
+        "claims_template",
         "client_id",
         "expires_at",
-        "make_claims",
+        "own_claims",
         "scopes",
         "seen",
         "subject",
@@ -119,7 +125,8 @@ class _Verified:
         expires_at: int,
         trust: KeyTrust,
         access_token: AccessToken,
-        make_claims: Callable[[tuple[Any, ...]], dict[str, Any]],
+        claims_template: dict[str, Any],
+        own_claims: dict[str, Any],
         scopes: tuple[str, ...],
     ) -> None:
         self.expires_at = expires_at
@@ -127,8 +134,8 @@ class _Verified:
         self.client_id = access_token.client_id
         self.scopes = scopes
         self.subject = access_token.subject
-        self.make_claims = make_claims
-        self.claim_values = tuple((access_token.claims or {}).values())
+        self.claims_template = claims_template
+        self.own_claims = own_claims
         self.seen: object = None
 
     def access_token(self, token: str, resource: str) -> AccessToken:
@@ -141,7 +148,8 @@ class _Verified:
                 "expires_at": self.expires_at,
                 "resource": resource,
                 "subject": self.subject,
-                "claims": self.make_claims(self.claim_values),
+                # The template has every name already: the own values go into their places.
+                "claims": {**self.claims_template, **self.own_claims},
             }
         )
 
@@ -187,9 +195,12 @@ _digest = hashlib.sha256
 # Recently used tokens kept in full beside the compact entries (some 1.6 KB each with their text).
 _RECENT_SIZE = 256
 
-# Distinct shapes of token (tuples of claim names, each with its claims maker) and distinct
-# scope tuples shared between cached tokens; an issuer mints a handful of each.
-_MAX_SHARED_TUPLES = 256
+# A full cache of live tokens evicts this fraction of its entries at once (see _evict).
+_EVICT_FRACTION = 64
+
+# Distinct claims templates (see _Verified) and distinct scope tuples shared between cached
+# tokens; an issuer mints a handful of each.
+_MAX_SHARED = 256
 
 
 # The largest NumericDate we take: a float counts whole seconds exactly up to here, and no real
@@ -231,8 +242,9 @@ class JWKSTokenVerifier:
         self._algorithms = frozenset(settings.algorithms)
         self._accepted_types = frozenset(_normalised_type(t) for t in settings.accepted_types)
         self._checked_headers: dict[str, dict[str, Any]] = {}
-        # Tokens that passed every check, by the SHA-256 of their text, least recently used first.
-        self._verified: OrderedDict[bytes, _Verified] = OrderedDict()
+        # Tokens that passed every check, by the SHA-256 of their text, in the order eviction
+        # passes go through them (see _evict).
+        self._verified: dict[bytes, _Verified] = {}
         # A few of them again, by their text, with the AccessToken built: the most recently used
         # of those just verified or hit twice in a short while (see _count_hit). A hit here costs
         # neither the SHA-256 nor building the AccessToken. Each is served only while its entry
@@ -243,7 +255,7 @@ class JWKSTokenVerifier:
         # do not raise it); a full cache sweeps out the expired ones only once it has passed.
         self._earliest_expiry = math.inf
         self._shared_scopes: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._claims_makers: dict[tuple[str, ...], Callable[[tuple[Any, ...]], dict[str, Any]]] = {}
+        self._claims_templates: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
         # Hits on main entries, counted in epochs (see _count_hit).
         self._epoch = object()
         self._epoch_hits = 0
@@ -297,7 +309,7 @@ class JWKSTokenVerifier:
         if recent is not None:
             access_token, key, remembered = recent
             if self._servable(remembered) and self._verified.get(key) is remembered:
-                self._verified.move_to_end(key)
+                remembered.seen = self._epoch
                 self._recent.move_to_end(token)
                 return access_token
             del self._recent[token]
@@ -305,7 +317,6 @@ class JWKSTokenVerifier:
         remembered = self._verified.get(key)
         if remembered is not None:
             if self._servable(remembered):
-                self._verified.move_to_end(key)
                 access_token = remembered.access_token(token, self.settings.audience)
                 self._count_hit(token, access_token, key, remembered)
                 return access_token
@@ -472,9 +483,13 @@ class JWKSTokenVerifier:
             return None
         if len(self._verified) >= self.settings.cache_size:
             self._make_room(now)
-        claim_names = tuple(access_token.claims or {})
+        claims = access_token.claims or {}
+        own_claims = {name: value for name, value in claims.items() if not _is_shared_value(name, value)}
+        template = self._claims_template(
+            {name: None if name in own_claims else value for name, value in claims.items()}
+        )
         scopes = self._scopes_of(access_token.scopes)
-        remembered = _Verified(expires_at, trust, access_token, self._claims_maker(claim_names), scopes)
+        remembered = _Verified(expires_at, trust, access_token, template, own_claims, scopes)
         self._verified[key] = remembered
         self._earliest_expiry = min(self._earliest_expiry, expires_at)
         return remembered
@@ -485,23 +500,23 @@ class JWKSTokenVerifier:
         shared = self._shared_scopes.get(key)
         if shared is not None:
             return shared
-        if len(self._shared_scopes) < _MAX_SHARED_TUPLES:
+        if len(self._shared_scopes) < _MAX_SHARED:
             self._shared_scopes[key] = key
         return key
 
-    def _claims_maker(self, names: tuple[str, ...]) -> Callable[[tuple[Any, ...]], dict[str, Any]]:
-        """What makes the claims dict of tokens with these claim names, shared by every such token."""
-        maker = self._claims_makers.get(names)
-        if maker is not None:
-            return maker
-        maker = functools.partial(_claims_from_pairs, names)
+    def _claims_template(self, template: dict[str, Any]) -> dict[str, Any]:
+        """`template`, or an equal one already kept (its values are strings and None: comparable)."""
+        key = tuple(template.items())
+        shared = self._claims_templates.get(key)
+        if shared is not None:
+            return shared
         # Past the few shapes an issuer mints: nothing more kept (each token holds its own).
-        if len(self._claims_makers) < _MAX_SHARED_TUPLES:
-            self._claims_makers[names] = maker
-        return maker
+        if len(self._claims_templates) < _MAX_SHARED:
+            self._claims_templates[key] = template
+        return template
 
     def _make_room(self, now: float) -> None:
-        """Free one place in the full cache: every expired entry if one may have expired, else the LRU one."""
+        """Make room in the full cache: every expired entry if one may have expired, else by eviction."""
         if now >= self._earliest_expiry:
             expired = [
                 key
@@ -514,19 +529,42 @@ class JWKSTokenVerifier:
                 (entry.expires_at for entry in self._verified.values()), default=math.inf
             )
         if len(self._verified) >= self.settings.cache_size:
-            self._verified.popitem(last=False)
+            self._evict()
+
+    def _evict(self) -> None:
+        """Evict the oldest entries not hit since the last pass went by them (CLOCK, second chance).
+
+        An entry that was hit (`seen` set) loses its mark and goes to the end instead, so a hit
+        costs setting one attribute rather than moving the entry, and the main table is a plain
+        dict, smaller than an LRU's. A pass frees 1/64 of the places at once (at least one): a
+        dict leaves a hole where an entry was deleted, and each pass walks past the holes at its
+        front, so evicting one entry per pass would walk past thousands for each.
+        """
+        verified = self._verified
+        wanted = max(1, len(verified) // _EVICT_FRACTION)
+        victims: list[bytes] = []
+        spared: list[bytes] = []
+        for key, entry in verified.items():
+            if entry.seen is None:
+                victims.append(key)
+                if len(victims) == wanted:
+                    break
+            else:
+                entry.seen = None
+                spared.append(key)
+        # Every entry had been hit: the oldest go after all, their marks now cleared.
+        shortfall = wanted - len(victims)
+        victims += spared[:shortfall]
+        for key in victims:
+            del verified[key]
+        for key in spared[shortfall:]:
+            verified[key] = verified.pop(key)
 
     def _forget_withdrawn(self) -> None:
         """Drop every remembered token whose key the issuer no longer publishes."""
         withdrawn = [key for key, entry in self._verified.items() if entry.trust.withdrawn]
         for key in withdrawn:
             del self._verified[key]
-
-
-def _claims_from_pairs(names: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
-    """The claims dict of a cached token: its shape's claim names with its own values."""
-    # Both tuples come from one dict: the same length, in the same order.
-    return dict(zip(names, values))  # noqa: B905
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:

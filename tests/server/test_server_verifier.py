@@ -105,11 +105,13 @@ async def test_token_past_exp_is_never_answered_from_cache(
     assert len(count_decodes) == 2
 
 
-async def test_cache_is_bounded_lru(jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]) -> None:
+async def test_cache_is_bounded_and_keeps_the_token_in_use(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
     settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, cache_size=2)
     async with JWKSTokenVerifier(settings) as verifier:
         first, second, third = (_token(jwks_host, keys.rsa) for _ in range(3))
-        for token in (first, second, first, third):  # `second` is now least recently used
+        for token in (first, second, first, third):  # `second` was never hit: it goes
             await verifier.verify(token)
         assert len(count_decodes) == 3
         await verifier.verify(first)
@@ -176,6 +178,56 @@ async def test_full_cache_of_live_tokens_drops_the_least_recently_used(
         assert len(count_decodes) == decodes
         await verifier.verify(first)
         assert len(count_decodes) == decodes + 1
+
+
+@pytest.mark.usefixtures("compact_only")
+async def test_full_cache_gives_a_hit_token_one_second_chance(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, cache_size=3)
+    async with JWKSTokenVerifier(settings) as verifier:
+        used, idle, later, first_new, second_new = (_token(jwks_host, keys.ec) for _ in range(5))
+        for token in (used, idle, later, used):  # the oldest, `used`, is hit
+            await verifier.verify(token)
+        await verifier.verify(first_new)  # eviction spares `used`, clearing its mark; `idle` goes
+        await verifier.verify(second_new)  # then `later`
+        decodes = len(count_decodes)
+        await verifier.verify(later)  # checked afresh; it pushes out `used`, not hit since
+        assert len(count_decodes) == decodes + 1
+        for token in (first_new, second_new, later):
+            await verifier.verify(token)
+        assert len(count_decodes) == decodes + 1
+        await verifier.verify(used)
+        assert len(count_decodes) == decodes + 2
+        assert verifier.cached_tokens == 3
+
+
+@pytest.mark.usefixtures("compact_only")
+async def test_full_cache_of_tokens_all_hit_drops_the_oldest(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, cache_size=2)
+    async with JWKSTokenVerifier(settings) as verifier:
+        first, second, third = (_token(jwks_host, keys.ec) for _ in range(3))
+        for token in (first, second, first, second, third):
+            await verifier.verify(token)
+        decodes = len(count_decodes)
+        await verifier.verify(second)
+        assert len(count_decodes) == decodes
+        await verifier.verify(first)
+        assert len(count_decodes) == decodes + 1
+
+
+async def test_full_cache_of_live_tokens_frees_a_64th_of_its_places_at_once(
+    jwks_host: JWKSHost, keys: Keys
+) -> None:
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, cache_size=128)
+    async with JWKSTokenVerifier(settings) as verifier:
+        for _ in range(128):
+            await verifier.verify(_token(jwks_host, keys.ec))
+        assert verifier.cached_tokens == 128
+        await verifier.verify(_token(jwks_host, keys.ec))
+        assert verifier.cached_tokens == 128 - 2 + 1
 
 
 async def test_expired_token_met_in_the_cache_is_dropped(
@@ -279,13 +331,38 @@ async def test_compact_cache_hit_rebuilds_claims_of_any_names_in_order(
 async def test_tokens_of_more_shapes_than_are_shared_are_still_served_right(
     jwks_host: JWKSHost, keys: Keys, monkeypatch: pytest.MonkeyPatch, count_decodes: list[str | None]
 ) -> None:
-    monkeypatch.setattr(verifier_module, "_MAX_SHARED_TUPLES", 1)
+    monkeypatch.setattr(verifier_module, "_MAX_SHARED", 1)
     tokens = [_token(jwks_host, keys.ec, claims={f"only_{index}": index}) for index in range(3)]
     async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
         fresh = [await verifier.verify(token) for token in tokens]
         hits = [await verifier.verify(token) for token in tokens]
     assert len(count_decodes) == 3
     assert [hit.claims for hit in hits] == [token.claims for token in fresh]
+
+
+@pytest.mark.usefixtures("compact_only")
+async def test_tokens_that_differ_in_shared_claims_get_their_own_claims_back(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    # Issuer, tenant, client and scope are kept once for many tokens: never another token's.
+    variants = [
+        {"tenant_id": "tenant-a", "scope": "notes:read"},
+        {"tenant_id": "tenant-b", "scope": "notes:read"},
+        {"tenant_id": "tenant-a", "scope": "notes:read notes:write"},
+        {"tenant_id": "tenant-a", "scope": "x" * 300},  # too long to share: the token's own
+        {"tenant_id": "tenant-a", "user_type": ["not", "a", "string"]},
+        {"tenant_id": "tenant-a", "azp": None},
+    ]
+    tokens = [_token(jwks_host, keys.ec, claims=claims) for claims in variants]
+    tokens.append(mint(keys.ec, issuer=jwks_host.url, audience=[AUDIENCE, "http://other.example"]))
+    async with JWKSTokenVerifier(VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url)) as verifier:
+        fresh = [await verifier.verify(token) for token in tokens]
+        hits = [await verifier.verify(token) for token in tokens]
+    assert len(count_decodes) == len(tokens)
+    for hit, first in zip(hits, fresh, strict=True):
+        assert hit.claims == first.claims and list(hit.claims or {}) == list(first.claims or {})
+        assert hit.scopes == first.scopes and hit.client_id == first.client_id
+    assert [hit.claims["tenant_id"] for hit in hits[:2]] == ["tenant-a", "tenant-b"]  # type: ignore[index]
 
 
 @pytest.fixture
