@@ -91,24 +91,61 @@ def _wait_gone(pids: list[int], timeout: float = 20.0) -> list[int]:
     return alive
 
 
-def _accepted_sockets(pid: int) -> int:
-    names = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-    return sum(name.startswith("socket:") for name in names)
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            name = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed meanwhile (by another thread): not an open connection
+            continue
+        if name.startswith("socket:["):
+            inodes.add(int(name[len("socket:[") : -1]))
+    return inodes
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1], 16)
+
+
+def _tcp_connections() -> list[tuple[int, int, int]]:
+    """(local port, remote port, socket inode) of every IPv4 TCP socket on this machine."""
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return [(_port(row[1]), _port(row[2]), int(row[9])) for row in rows]
+
+
+def _our_ports_to(port: int) -> set[int]:
+    """The local ports of this process's open connections to `port`."""
+    ours = _socket_inodes(os.getpid())
+    return {local for local, remote, inode in _tcp_connections() if remote == port and inode in ours}
+
+
+def _held_by_worker(workers: Workers, client_ports: set[int]) -> dict[int, int]:
+    """How many of the connections from `client_ports` each worker has accepted and holds open."""
+    port = int(workers.url.rsplit(":", 1)[1])
+    accepted = {inode for local, peer, inode in _tcp_connections() if local == port and peer in client_ports}
+    return {pid: len(_socket_inodes(pid) & accepted) for pid in workers.pids}
 
 
 @contextmanager
 def _spread_connections(workers: Workers) -> Iterator[list[httpx.Client]]:
-    """CONNECTIONS open keep-alive connections, shown to be spread over every worker."""
-    before = {pid: _accepted_sockets(pid) for pid in workers.pids}
+    """CONNECTIONS open keep-alive connections, shown to be spread over every worker.
+
+    Each connection is matched to the worker holding its other end (by socket inode), so
+    connections of earlier tests that the workers have yet to close are not counted."""
+    port = int(workers.url.rsplit(":", 1)[1])
+    already_open = _our_ports_to(port)
     with ExitStack() as stack:
         clients = [
             stack.enter_context(httpx.Client(base_url=workers.url, timeout=10.0)) for _ in range(CONNECTIONS)
         ]
         for client in clients:
             assert client.get("/.well-known/openid-configuration").status_code == 200
-        held = {pid: _accepted_sockets(pid) - before[pid] for pid in workers.pids}
+        client_ports = _our_ports_to(port) - already_open
+        assert len(client_ports) == CONNECTIONS
+        held = _held_by_worker(workers, client_ports)
         assert all(count >= 1 for count in held.values()), f"connections per worker: {held}"
-        assert sum(held.values()) >= CONNECTIONS
+        assert sum(held.values()) == CONNECTIONS
         yield clients
 
 
