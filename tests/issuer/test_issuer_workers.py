@@ -34,6 +34,7 @@ class Workers:
     process: subprocess.Popen[str]
     url: str
     pids: list[int]
+    db: Path
 
     def admin(self) -> AdminClient:
         return AdminClient(self.url, ADMIN_SECRET, inner_secret=SECRET)
@@ -67,7 +68,7 @@ def _workers(db: Path, *args: str) -> Iterator[Workers]:
         printed = _announced(process)
         watchdog.cancel()
         pids = [int(pid) for pid in printed["workers"].split("pids", 1)[1].split()]
-        yield Workers(process, printed["issuer"], pids)
+        yield Workers(process, printed["issuer"], pids, db)
     finally:
         watchdog.cancel()
         if process.poll() is None:
@@ -91,24 +92,61 @@ def _wait_gone(pids: list[int], timeout: float = 20.0) -> list[int]:
     return alive
 
 
-def _accepted_sockets(pid: int) -> int:
-    names = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-    return sum(name.startswith("socket:") for name in names)
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            name = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed meanwhile (by another thread): not an open connection
+            continue
+        if name.startswith("socket:["):
+            inodes.add(int(name[len("socket:[") : -1]))
+    return inodes
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1], 16)
+
+
+def _tcp_connections() -> list[tuple[int, int, int]]:
+    """(local port, remote port, socket inode) of every IPv4 TCP socket on this machine."""
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return [(_port(row[1]), _port(row[2]), int(row[9])) for row in rows]
+
+
+def _our_ports_to(port: int) -> set[int]:
+    """The local ports of this process's open connections to `port`."""
+    ours = _socket_inodes(os.getpid())
+    return {local for local, remote, inode in _tcp_connections() if remote == port and inode in ours}
+
+
+def _held_by_worker(workers: Workers, client_ports: set[int]) -> dict[int, int]:
+    """How many of the connections from `client_ports` each worker has accepted and holds open."""
+    port = int(workers.url.rsplit(":", 1)[1])
+    accepted = {inode for local, peer, inode in _tcp_connections() if local == port and peer in client_ports}
+    return {pid: len(_socket_inodes(pid) & accepted) for pid in workers.pids}
 
 
 @contextmanager
 def _spread_connections(workers: Workers) -> Iterator[list[httpx.Client]]:
-    """CONNECTIONS open keep-alive connections, shown to be spread over every worker."""
-    before = {pid: _accepted_sockets(pid) for pid in workers.pids}
+    """CONNECTIONS open keep-alive connections, shown to be spread over every worker.
+
+    Each connection is matched to the worker holding its other end (by socket inode), so
+    connections of earlier tests that the workers have yet to close are not counted."""
+    port = int(workers.url.rsplit(":", 1)[1])
+    already_open = _our_ports_to(port)
     with ExitStack() as stack:
         clients = [
             stack.enter_context(httpx.Client(base_url=workers.url, timeout=10.0)) for _ in range(CONNECTIONS)
         ]
         for client in clients:
             assert client.get("/.well-known/openid-configuration").status_code == 200
-        held = {pid: _accepted_sockets(pid) - before[pid] for pid in workers.pids}
+        client_ports = _our_ports_to(port) - already_open
+        assert len(client_ports) == CONNECTIONS
+        held = _held_by_worker(workers, client_ports)
         assert all(count >= 1 for count in held.values()), f"connections per worker: {held}"
-        assert sum(held.values()) >= CONNECTIONS
+        assert sum(held.values()) == CONNECTIONS
         yield clients
 
 
@@ -216,21 +254,23 @@ def test_workers_die_with_a_killed_supervisor(db: Path) -> None:
         assert admin.jwks()["keys"]
 
 
-def test_a_second_issuer_on_the_same_database_is_refused_in_one_line(db: Path) -> None:
-    with _workers(db, "--workers", "2") as first:
-        second = subprocess.run(
-            [sys.executable, "-m", "harness", "issuer", "--port", "0", "--db", str(db)],
-            capture_output=True,
-            text=True,
-            env=ENV,
-            timeout=60,
-        )
+def test_a_second_issuer_on_the_same_database_is_refused_in_one_line(shared_workers: Workers) -> None:
+    # Refused at the lock, before it opens the database: the module's workers are left as they were.
+    db = shared_workers.db
+    second = subprocess.run(
+        [sys.executable, "-m", "harness", "issuer", "--port", "0", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+    )
     assert second.returncode == 1
     # The supervisor holds the lock, never a worker: the refusal names the supervisor's pid.
     assert second.stderr.strip().splitlines() == [
-        f"mcp-idfwd issuer: database {db} is in use by another issuer (process {first.process.pid} holds"
-        f" {db}.lock); stop it, or give this issuer a database of its own"
+        f"mcp-idfwd issuer: database {db} is in use by another issuer (process {shared_workers.process.pid}"
+        f" holds {db}.lock); stop it, or give this issuer a database of its own"
     ]
+    assert all(_alive(pid) for pid in shared_workers.pids)
 
 
 def test_workers_without_a_database_file_are_refused_in_one_line() -> None:
