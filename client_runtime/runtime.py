@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -254,6 +255,10 @@ class MCPToolRuntime:
                     if watch.status is not None:
                         lease.discard()
         except Exception as exc:
+            if _being_cancelled():
+                # Cancelled mid-call (Ctrl-C, a caller's timeout): the SDK's torn-down streams
+                # raise their own errors meanwhile. The cancellation goes on; it is no failed call.
+                raise asyncio.CancelledError from exc
             if watch.status is None:
                 if reused and not reopened and watch.error_status == 404:
                     raise _SessionGone from exc
@@ -405,6 +410,15 @@ async def _watch_response(response: httpx2.Response) -> None:
     watch = _current_watch.get()
     if watch is not None:
         watch.record(response)
+
+
+def _being_cancelled() -> bool:
+    """Whether the running asyncio task has been asked to cancel (and has not withdrawn it)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no asyncio loop running (another backend): nothing to tell
+        return False
+    return task is not None and task.cancelling() > 0
 
 
 def _describe(exc: BaseException) -> str:

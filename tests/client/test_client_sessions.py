@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import anyio
 import httpx2
 import pytest
@@ -171,3 +173,29 @@ async def test_a_credential_id_of_another_user_is_refused(
 
 def test_credential_types_are_the_two_of_the_design() -> None:
     assert [t.value for t in CredentialType] == ["api-key", "oauth2"]
+
+
+@pytest.mark.parametrize("session_reuse", [True, False])
+async def test_a_call_cancelled_mid_flight_is_cancelled_not_a_failed_call(
+    stack: Stack, host: Host, monkeypatch: pytest.MonkeyPatch, session_reuse: bool
+) -> None:
+    # What the mcp SDK does when its task is cancelled mid-call: its torn-down streams raise.
+    started = asyncio.Event()
+
+    async def call_tool(self: Client, *args: object, **kwargs: object) -> object:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise anyio.BrokenResourceError from None
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(Client, "call_tool", call_tool)
+    provider = stack.provider(session_reuse=session_reuse)
+    call = asyncio.create_task(
+        host.runtime.invoke(provider, "whoami", {}, tenant_id=TENANT, user_id=stack.new_user("carol"))
+    )
+    await started.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
