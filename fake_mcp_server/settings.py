@@ -92,6 +92,12 @@ class VerifierSettings:
     # Seconds a token may live (`exp - iat`, or `exp - now` without `iat`): a stolen long-lived
     # token would outlast every key rotation and revocation.
     max_token_lifetime: float = 86400.0
+    # A claim naming whoever vouched for `sub` (say `idp`, for an authorization server that issues
+    # tokens for the users of several IdPs, whose subjects are unique per IdP only). When set, every
+    # token must carry it as a string, and `AccessToken.subject` becomes `["<that claim>", "<sub>"]`
+    # (JSON): the mcp SDK binds sessions to (client_id, iss, subject), which then tells apart two
+    # IdPs' users who happen to share a `sub`. The claims themselves are unchanged.
+    subject_qualifier: str | None = None
     # After a refresh for an unknown `kid` that did not find it (or after a failed fetch), no
     # further fetch for this long: a flood of made-up kids costs the issuer one request per
     # interval at most. A refresh that finds the new key (a real rotation) does not count.
@@ -135,6 +141,8 @@ class VerifierSettings:
             raise ValueError("leeway must not be negative")
         if self.max_token_lifetime <= 0:
             raise ValueError("max_token_lifetime must be positive")
+        if self.subject_qualifier is not None and self.subject_qualifier in ("", "sub"):
+            raise ValueError("subject_qualifier must name a claim other than sub")
         if self.max_token_bytes <= 0 or self.max_jwks_bytes <= 0:
             raise ValueError("size limits must be positive")
         if self.cache_size < 0:

@@ -456,6 +456,18 @@ class JWKSTokenVerifier:
         jti = claims.get("jti")
         if jti is not None and not isinstance(jti, str):
             raise TokenRejected("invalid jti claim")
+        qualifier = settings.subject_qualifier
+        if qualifier is not None:
+            vouched_by = claims.get(qualifier)
+            if not isinstance(vouched_by, str) or not vouched_by.strip() or not vouched_by.isprintable():
+                raise TokenRejected(f"invalid {qualifier} claim")
+
+    def _subject(self, claims: dict[str, Any]) -> str | None:
+        subject = claims.get("sub")
+        qualifier = self.settings.subject_qualifier
+        if subject is None or qualifier is None:
+            return subject
+        return json.dumps([claims[qualifier], subject], separators=(",", ":"))
 
     def _verified_access_token(self, token: str, claims: dict[str, Any]) -> AccessToken:
         client_id = claims.get("client_id", claims.get("azp", ""))
@@ -470,7 +482,7 @@ class JWKSTokenVerifier:
                 "scopes": _scopes(claims),
                 "expires_at": int(expires_at) if expires_at is not None else None,
                 "resource": self.settings.audience,
-                "subject": claims.get("sub"),
+                "subject": self._subject(claims),
                 "claims": claims,
             }
         )

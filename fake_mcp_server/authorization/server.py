@@ -145,6 +145,8 @@ class AuthorizationServer:
             jwks_url=self.jwks_url,
             algorithms=(ACCESS_TOKEN_ALGORITHM,),
             accepted_types=("at+jwt",),
+            # Subjects are unique per IdP only, and this server serves the users of several.
+            subject_qualifier="idp",
         )
         return JWKSTokenVerifier(settings, http_client=self._jwks_client)
 

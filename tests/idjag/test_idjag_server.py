@@ -9,12 +9,15 @@ import httpx
 import httpx2
 import jwt
 import pytest
-from idjag_support import HOST_APP, JWT_BEARER, IdJagMinter, RunningAS, redeem
+from idjag_support import HOST_APP, JWT_BEARER, IdJagMinter, RunningAS, redeem, running_as, running_idp
 from mcp.client import Client
 from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
+from mcp.types.version import LATEST_HANDSHAKE_VERSION
 
+from harness.conformance.exchange import initialize_request
 from harness.oauth_login import MemoryTokenStorage
+from harness.pytest_plugin import IssuerHandle
 
 pytestmark = pytest.mark.anyio
 
@@ -160,3 +163,41 @@ async def test_two_users_at_once_each_arrive_as_themselves(as_server: RunningAS,
 
     assert (seen["carol"]["sub"], seen["carol"]["tenant_id"]) == ("sub-carol-acme", "acme")
     assert (seen["dave"]["sub"], seen["dave"]["tenant_id"]) == ("sub-dave-initech", "initech")
+
+
+def _rpc(url: str, token: str, body: dict[str, Any], session_id: str | None = None) -> httpx.Response:
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": LATEST_HANDSHAKE_VERSION,
+    }
+    if session_id is not None:
+        headers["Mcp-Session-Id"] = session_id
+    return httpx.post(url, headers=headers, json=body, timeout=10)
+
+
+def test_users_of_two_idps_who_share_a_sub_never_share_a_session(idfwd_issuer: IssuerHandle) -> None:
+    # Subjects are unique per IdP only: two IdPs may well both have a "sub-alice-acme".
+    with (
+        running_idp() as other_idp,
+        running_as(idfwd_issuer.url, trusted_idps=(idfwd_issuer.url, other_idp.url)) as server,
+        other_idp.admin() as other_admin,
+    ):
+        ours = redeem(server, IdJagMinter.for_server(idfwd_issuer.admin, server)()).json()["access_token"]
+        theirs = redeem(server, IdJagMinter.for_server(other_admin, server)()).json()["access_token"]
+        assert (
+            jwt.decode(ours, options={"verify_signature": False})["sub"]
+            == jwt.decode(theirs, options={"verify_signature": False})["sub"]
+        )
+        opened = _rpc(server.resource_url, ours, initialize_request("idjag-test"))
+        assert opened.status_code == 200, opened.text
+        session_id = opened.headers["mcp-session-id"]
+        whoami = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "whoami", "arguments": {}},
+        }
+        # The other IdP's namesake cannot ride on this session; its own user can.
+        assert _rpc(server.resource_url, theirs, whoami, session_id).status_code == 404
+        assert _rpc(server.resource_url, ours, whoami, session_id).status_code == 200

@@ -14,7 +14,7 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.provider import AccessToken, principal_components
 from server_support import JWKSHost, Keys, RunningServer, SigningKey, mint
 
 from fake_mcp_server import JWKSTokenVerifier, SigningKeysUnavailable, TokenRejected, VerifierSettings
@@ -760,3 +760,40 @@ async def test_discovery_naming_a_plain_http_jwks_off_loopback_is_not_followed(
         with pytest.raises(SigningKeysUnavailable):
             await verifier.verify(_token(jwks_host, keys.rsa))
     assert jwks_host.fetches == 0
+
+
+async def test_a_subject_qualifier_tells_apart_two_idps_users_who_share_a_sub(
+    jwks_host: JWKSHost, keys: Keys, count_decodes: list[str | None]
+) -> None:
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, subject_qualifier="idp")
+    tokens = [
+        _token(jwks_host, keys.ec, claims={"sub": "u-1", "idp": idp}) for idp in ("https://a", "https://b")
+    ]
+    async with JWKSTokenVerifier(settings) as verifier:
+        fresh = [await verifier.verify(token) for token in tokens]
+        hits = [await verifier.verify(token) for token in tokens]
+    assert [access.subject for access in fresh] == ['["https://a","u-1"]', '["https://b","u-1"]']
+    assert [access.subject for access in hits] == [access.subject for access in fresh]
+    assert len(count_decodes) == 2  # the hits came from the cache, qualified all the same
+    # What the mcp SDK binds a session to: no longer one principal for the two people.
+    assert principal_components(fresh[0]) != principal_components(fresh[1])
+    assert [(access.claims or {})["sub"] for access in fresh] == ["u-1", "u-1"]  # claims unchanged
+
+
+@pytest.mark.parametrize(
+    "idp", [None, 7, "", " ", "a\nb"], ids=["missing", "number", "empty", "blank", "newline"]
+)
+async def test_a_token_without_a_usable_qualifier_is_refused(
+    jwks_host: JWKSHost, keys: Keys, idp: object
+) -> None:
+    settings = VerifierSettings(audience=AUDIENCE, issuer=jwks_host.url, subject_qualifier="idp")
+    claims: dict[str, Any] = {"sub": "u-1"} if idp is None else {"sub": "u-1", "idp": idp}
+    async with JWKSTokenVerifier(settings) as verifier:
+        with pytest.raises(TokenRejected, match="invalid idp claim"):
+            await verifier.verify(_token(jwks_host, keys.ec, claims=claims))
+
+
+@pytest.mark.parametrize("qualifier", ["", "sub"])
+def test_a_subject_qualifier_must_name_another_claim(qualifier: str) -> None:
+    with pytest.raises(ValueError, match="subject_qualifier"):
+        VerifierSettings(audience=AUDIENCE, issuer="http://127.0.0.1:9000", subject_qualifier=qualifier)
