@@ -243,6 +243,7 @@ class MCPToolRuntime:
         watch = _RejectionWatch()
         watching = _current_watch.set(watch)
         reused = False
+        cancellations_before = _cancellations()
         try:
             if key is None:
                 async with self._connect(provider, identity) as client:
@@ -255,9 +256,12 @@ class MCPToolRuntime:
                     if watch.status is not None:
                         lease.discard()
         except Exception as exc:
-            if _being_cancelled():
+            if _cancellations() > cancellations_before:
                 # Cancelled mid-call (Ctrl-C, a caller's timeout): the SDK's torn-down streams
                 # raise their own errors meanwhile. The cancellation goes on; it is no failed call.
+                # A cancel scope (anyio's move_on_after, fail_after) first gets the chance to
+                # deliver its own cancellation, which it recognises and absorbs.
+                await asyncio.sleep(0)
                 raise asyncio.CancelledError from exc
             if watch.status is None:
                 if reused and not reopened and watch.error_status == 404:
@@ -412,13 +416,17 @@ async def _watch_response(response: httpx2.Response) -> None:
         watch.record(response)
 
 
-def _being_cancelled() -> bool:
-    """Whether the running asyncio task has been asked to cancel (and has not withdrawn it)."""
+def _cancellations() -> int:
+    """How many cancellation requests the running asyncio task has had and not withdrawn.
+
+    Compared before and after a call: a task that once swallowed a cancellation keeps a count
+    above zero, and a real failure of its later calls must still be reported as one.
+    """
     try:
         task = asyncio.current_task()
     except RuntimeError:  # no asyncio loop running (another backend): nothing to tell
-        return False
-    return task is not None and task.cancelling() > 0
+        return 0
+    return 0 if task is None else task.cancelling()
 
 
 def _describe(exc: BaseException) -> str:

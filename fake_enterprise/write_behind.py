@@ -31,7 +31,8 @@ class WriteBehind(Generic[Row]):
 
     A batch whose `write` raises is dropped with a warning naming the exception's type: the rows
     are a record kept beside the work, and the work must not fail with them. The thread starts on
-    the first submit, so an object made before a fork works in the child.
+    the first submit (again, should it ever have died); an object that has had no submit yet may be
+    made before a fork and used in the child (the issuer's workers make theirs after the fork).
     """
 
     def __init__(self, write: Callable[[list[Row]], None], *, name: str, linger: float = 0.05) -> None:
@@ -67,7 +68,8 @@ class WriteBehind(Generic[Row]):
                 self._condition.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every row submitted before this call is written; False if `timeout` ran out."""
+        """Wait until every row submitted before this call is handled (written, or dropped with a
+        warning if its batch failed); False if `timeout` ran out."""
         with self._condition:
             target = self._submitted
             if self._written < target:
@@ -86,7 +88,7 @@ class WriteBehind(Generic[Row]):
 
     def _ensure_thread(self) -> None:
         # Caller holds the condition. A fork leaves the parent's thread object behind, dead.
-        if self._thread is not None and self._owner_pid == os.getpid():
+        if self._thread is not None and self._owner_pid == os.getpid() and self._thread.is_alive():
             return
         self._owner_pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
@@ -106,6 +108,12 @@ class WriteBehind(Generic[Row]):
                 self._write(rows)
             except Exception as exc:
                 _log.warning("%s: %d rows not written (%s)", self._name, len(rows), type(exc).__name__)
-            with self._condition:
-                self._written = batch_end
-                self._condition.notify_all()
+            except BaseException:
+                with self._condition:
+                    self._thread = None  # dying: the next submit starts another
+                raise
+            finally:
+                # Even when the thread dies of something worse, no flush waits for this batch forever.
+                with self._condition:
+                    self._written = batch_end
+                    self._condition.notify_all()

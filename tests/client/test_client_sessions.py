@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import anyio
 import httpx2
@@ -20,6 +21,7 @@ from client_runtime import (
     IdentityMode,
     MCPCredentialRequiredError,
     MCPIdentityForwardingError,
+    MCPToolInvocationError,
     MCPToolRuntime,
 )
 
@@ -199,3 +201,52 @@ async def test_a_call_cancelled_mid_flight_is_cancelled_not_a_failed_call(
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
+
+
+def _hang_until_cancelled_then_break(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def call_tool(self: Client, *args: object, **kwargs: object) -> object:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise anyio.BrokenResourceError from None  # as the SDK's torn-down streams do
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(Client, "call_tool", call_tool)
+
+
+@pytest.mark.parametrize("session_reuse", [True, False])
+async def test_a_callers_anyio_timeout_around_a_call_works_as_anyio_says(
+    stack: Stack, host: Host, monkeypatch: pytest.MonkeyPatch, session_reuse: bool
+) -> None:
+    _hang_until_cancelled_then_break(monkeypatch)
+    provider = stack.provider(session_reuse=session_reuse)
+    user = stack.new_user("dave")
+    with anyio.move_on_after(0.2) as scope:
+        await host.runtime.invoke(provider, "whoami", {}, tenant_id=TENANT, user_id=user)
+    assert scope.cancelled_caught  # the scope absorbed its cancellation: the caller goes on
+    with pytest.raises(TimeoutError):
+        with anyio.fail_after(0.2):
+            await host.runtime.invoke(provider, "whoami", {}, tenant_id=TENANT, user_id=user)
+
+
+async def test_a_real_failure_stays_one_in_a_task_that_once_swallowed_a_cancellation(
+    stack: Stack, host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def call_tool(self: Client, *args: object, **kwargs: object) -> object:
+        raise anyio.BrokenResourceError  # the server went away
+
+    monkeypatch.setattr(Client, "call_tool", call_tool)
+
+    async def caller() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed, as older cleanup code does
+            await asyncio.sleep(0)
+        assert task.cancelling() == 1
+        await host.runtime.invoke(
+            stack.provider(), "whoami", {}, tenant_id=TENANT, user_id=stack.new_user("gil")
+        )
+
+    with pytest.raises(MCPToolInvocationError):
+        await asyncio.create_task(caller())

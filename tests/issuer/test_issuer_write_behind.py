@@ -9,6 +9,9 @@ import pytest
 
 from fake_enterprise.write_behind import WriteBehind, WriteBehindClosedError
 
+# One test ends a writer thread with SystemExit on purpose; pytest reports how it ended.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+
 
 class GatedWriter:
     """A `write` that records each batch, blocking while its gate is shut."""
@@ -102,3 +105,18 @@ def test_the_thread_lingers_so_rows_of_many_requests_share_one_write_and_flush_c
     behind.submit([50])
     behind.close()  # nor does close wait it out
     assert writer.batches == [list(range(50)), [50]]
+
+
+def test_a_writer_thread_that_dies_holds_up_no_flush_and_the_next_submit_starts_another() -> None:
+    writer = GatedWriter()
+    behind: WriteBehind[str] = WriteBehind(writer, name="dying-writer", linger=0)
+    writer.fail_with = SystemExit()  # not an Exception: it ends the thread
+    behind.submit(["lost"])
+    assert behind.flush(timeout=10)
+    for thread in [thread for thread in threading.enumerate() if thread.name == "dying-writer"]:
+        thread.join(timeout=10)  # gone within this test, so its end is reported here
+    writer.fail_with = None
+    behind.submit(["after"])
+    assert behind.flush(timeout=10)
+    assert writer.batches == [["after"]]
+    behind.close()
