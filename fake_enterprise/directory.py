@@ -63,7 +63,8 @@ class TenantPolicy:
 # The tenant's policy, the user and the user's grant; a missing row shows as a NULL in its
 # NOT NULL key or timestamp column.
 _LOOKUP = """
-SELECT policy.tenant_id AS policy_tenant, policy.deny, policy.allowed_audiences,
+SELECT asked.tenant_id, asked.user_id,
+       policy.tenant_id AS policy_tenant, policy.deny, policy.allowed_audiences,
        users.created_at AS user_created, users.subject, users.email, users.name, users.token_profile,
        grants.sealed_refresh_token, grants.granted_at, grants.expires_at, grants.revoked_at
 FROM (SELECT ? AS tenant_id, ? AS user_id) AS asked
@@ -71,6 +72,29 @@ LEFT JOIN tenant_policies AS policy ON policy.tenant_id = asked.tenant_id
 LEFT JOIN users ON users.tenant_id = asked.tenant_id AND users.user_id = asked.user_id
 LEFT JOIN grants ON grants.tenant_id = asked.tenant_id AND grants.user_id = asked.user_id
 """
+
+
+def _user_of(row: sqlite3.Row) -> User:
+    return User(
+        tenant_id=row["tenant_id"],
+        user_id=row["user_id"],
+        email=row["email"],
+        name=row["name"],
+        token_profile=row["token_profile"],
+        subject=row["subject"],
+    )
+
+
+def _grant_of(row: sqlite3.Row) -> Grant | None:
+    """The grant columns of a row joined LEFT to `grants` (None: no grant; `granted_at` is NOT NULL)."""
+    if row["granted_at"] is None:
+        return None
+    return Grant(
+        granted_at=row["granted_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+        sealed_refresh_token=row["sealed_refresh_token"],
+    )
 
 
 def _policy_of(row: sqlite3.Row) -> TenantPolicy:
@@ -154,25 +178,8 @@ class Directory:
         with self._db.reading() as conn:
             row = conn.execute(_LOOKUP, (tenant_id, user_id)).fetchone()
         policy = TenantPolicy() if row["policy_tenant"] is None else _policy_of(row)
-        user = None
-        if row["user_created"] is not None:
-            user = User(
-                tenant_id=tenant_id,
-                user_id=user_id,
-                email=row["email"],
-                name=row["name"],
-                token_profile=row["token_profile"],
-                subject=row["subject"],
-            )
-        grant = None
-        if row["granted_at"] is not None:
-            grant = Grant(
-                granted_at=row["granted_at"],
-                expires_at=row["expires_at"],
-                revoked_at=row["revoked_at"],
-                sealed_refresh_token=row["sealed_refresh_token"],
-            )
-        return policy, user, grant
+        user = None if row["user_created"] is None else _user_of(row)
+        return policy, user, _grant_of(row)
 
     def list_users(self, limit: int) -> list[User]:
         """Up to `limit` users, oldest first (the sign-in page offers them to pick from)."""
@@ -194,26 +201,7 @@ class Directory:
                 " ORDER BY u.tenant_id, u.user_id LIMIT ?",
                 (limit,),
             ).fetchall()
-        accounts = []
-        for row in rows:
-            user = User(
-                tenant_id=row["tenant_id"],
-                user_id=row["user_id"],
-                email=row["email"],
-                name=row["name"],
-                token_profile=row["token_profile"],
-                subject=row["subject"],
-            )
-            grant = None
-            if row["granted_at"] is not None:
-                grant = Grant(
-                    granted_at=row["granted_at"],
-                    expires_at=row["expires_at"],
-                    revoked_at=row["revoked_at"],
-                    sealed_refresh_token=row["sealed_refresh_token"],
-                )
-            accounts.append((user, grant))
-        return accounts
+        return [(_user_of(row), _grant_of(row)) for row in rows]
 
     def policies(self) -> dict[str, TenantPolicy]:
         """Every tenant that has a policy set, with it."""
