@@ -8,13 +8,16 @@ and a request that carries a credential header twice is refused rather than gues
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+from urllib.parse import unquote
 
 from starlette.requests import Request
 
 from fake_enterprise.errors import IssuerError
 
-__all__ = ["SECRET_HEADER", "SecretGate"]
+__all__ = ["SECRET_HEADER", "SecretGate", "basic_client_id"]
 
 SECRET_HEADER = "Enterprise-Api-Secret-Key"
 _ADMIN_REALM = 'Bearer realm="mcp-idfwd-admin"'
@@ -70,3 +73,17 @@ class SecretGate:
                 "wrong admin secret",
                 headers={"WWW-Authenticate": f'{_ADMIN_REALM}, error="invalid_token"'},
             )
+
+
+def basic_client_id(authorization: str) -> str | None:
+    """The client id (the user name, which may be empty) of HTTP Basic client authentication in an
+    Authorization header value, or None if it holds none; the password is not read."""
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, separator, _ = decoded.partition(":")
+    return unquote(client_id) if separator else None

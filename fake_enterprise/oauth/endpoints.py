@@ -13,11 +13,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import anyio
 from mcp.server.auth.handlers.authorize import AuthorizationHandler
@@ -28,6 +26,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from fake_enterprise.authentication import basic_client_id
 from fake_enterprise.oauth.access import forced_oauth_error
 from fake_enterprise.oauth.clients import RegisteredClient
 from fake_enterprise.oauth.errors import NO_STORE, OAuthError, oauth_error_response
@@ -57,18 +56,6 @@ def _replayed(request: Request, body: bytes) -> Request:
     return Request({**request.scope, "headers": headers}, receive)
 
 
-def _basic_client_id(request: Request) -> str | None:
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(credentials.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    client_id, separator, _ = decoded.partition(":")
-    return unquote(client_id) if separator else None
-
-
 class OAuthEndpoints:
     def __init__(self, provider: IssuerOAuthProvider, exchange: TokenExchange, pages: Pages) -> None:
         self._provider = provider
@@ -92,12 +79,12 @@ class OAuthEndpoints:
             pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError:
             raise OAuthError("invalid_request", "the body is not UTF-8") from None
-        basic_client_id = _basic_client_id(request)
+        basic_id = basic_client_id(request.headers.get("authorization", ""))
         names = [name for name, _ in pairs]
-        if basic_client_id is not None and "client_id" not in names:
-            pairs.append(("client_id", basic_client_id))
+        if basic_id is not None and "client_id" not in names:
+            pairs.append(("client_id", basic_id))
             request = _replayed(request, urlencode(pairs).encode())
-        elif basic_client_id is not None and dict(pairs).get("client_id") != basic_client_id:
+        elif basic_id is not None and dict(pairs).get("client_id") != basic_id:
             raise OAuthError(
                 "invalid_client", "client_id in the body differs from the Basic credentials", 401
             )

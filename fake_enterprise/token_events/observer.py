@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fake_enterprise.authentication import basic_client_id
 from fake_enterprise.token_events.decoding import decoded_parts
 from fake_enterprise.token_events.store import TokenEvents
 
@@ -29,19 +28,6 @@ _TOKEN_MEMBERS = ("token", "access_token", "id_token")
 
 def _header(scope: Scope, name: bytes) -> bytes:
     return next((value for key, value in scope["headers"] if key.lower() == name), b"")
-
-
-def _basic_client_id(scope: Scope) -> str | None:
-    """The client id of HTTP Basic client authentication (the user name; the password is not read)."""
-    scheme, _, credentials = _header(scope, b"authorization").decode("latin-1").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(credentials.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    client_id, separator, _ = decoded.partition(":")
-    return unquote(client_id) if separator and client_id else None
 
 
 def _who_asked(body: bytes, content_type: str) -> dict[str, Any]:
@@ -182,7 +168,8 @@ class TokenEventObserver:
     def _record(self, endpoint: str, scope: Scope, body: bytes, status: int, answer: bytes) -> None:
         content_type = _header(scope, b"content-type").decode("latin-1")
         asked = {} if len(body) > _MAX_CAPTURE else _who_asked(body, content_type)
-        if "client_id" not in asked and (client_id := _basic_client_id(scope)) is not None:
+        client_id = basic_client_id(_header(scope, b"authorization").decode("latin-1"))
+        if "client_id" not in asked and client_id:
             asked["client_id"] = client_id
         try:
             parsed = json.loads(answer) if answer else None
