@@ -211,10 +211,9 @@ class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
             self.release()
 
     def _write_pending(self) -> None:
-        if self._pending:
-            lines, self._pending, self._pending_on = self._pending, [], None
+        lines, self._pending, self._pending_on = self._pending, [], None
+        if lines:
             self._write("".join(lines))
-        self._pending_on = None
 
     def _write(self, text: str) -> None:
         try:
