@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from fake_enterprise.storage import Database
@@ -34,25 +34,6 @@ CREATE TABLE IF NOT EXISTS token_events (
     claims TEXT
 )
 """
-_COLUMNS = (
-    "at",
-    "endpoint",
-    "outcome",
-    "status",
-    "reason",
-    "tenant_id",
-    "user_id",
-    "subject",
-    "client_id",
-    "grant_type",
-    "audience",
-    "token_kind",
-    "alg",
-    "kid",
-    "jti",
-    "header",
-    "claims",
-)
 # Columns clipped to short text (a list joined, anything else but a string or number dropped).
 _TEXT_COLUMNS = (
     "reason",
@@ -65,10 +46,6 @@ _TEXT_COLUMNS = (
     "alg",
     "kid",
     "jti",
-)
-_INSERT = (
-    f"INSERT INTO token_events ({', '.join(_COLUMNS)})"  # noqa: S608 -- constant column names
-    f" VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
 _MAX_FIELD = 512
 # The events of an issuer with database file F live in F + this (with their own -wal and -shm).
@@ -102,6 +79,14 @@ class TokenEvent:
     claims: dict[str, Any] | None
 
 
+# Every field of an event but its `id`, which SQLite assigns.
+_COLUMNS = tuple(field.name for field in fields(TokenEvent) if field.name != "id")
+_INSERT = (
+    f"INSERT INTO token_events ({', '.join(_COLUMNS)})"  # noqa: S608 -- constant column names
+    f" VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+
+
 def _text(value: Any) -> str | None:
     if isinstance(value, list):
         value = " ".join(str(item) for item in value)
@@ -117,7 +102,7 @@ def _json_text(value: Mapping[str, Any] | str) -> str:
 
 
 class TokenEvents:
-    """The last `keep` token events, in the issuer's database."""
+    """The last `keep` token events, in a file beside the issuer's database (in it, in memory)."""
 
     def __init__(self, db: Database, clock: Callable[[], float], *, keep: int = 500) -> None:
         """Events of the issuer whose database is `db`: in a file next to it (`<db>-events`), or in
