@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from mcp.server.auth.provider import AccessToken
@@ -201,6 +201,7 @@ _EVICT_FRACTION = 64
 # Distinct claims templates (see _Verified) and distinct scope tuples shared between cached
 # tokens; an issuer mints a handful of each.
 _MAX_SHARED = 256
+_Shared = TypeVar("_Shared")
 
 
 # The largest NumericDate we take: a float counts whole seconds exactly up to here, and no real
@@ -497,35 +498,15 @@ class JWKSTokenVerifier:
             self._make_room(now)
         claims = access_token.claims or {}
         own_claims = {name: value for name, value in claims.items() if not _is_shared_value(name, value)}
-        template = self._claims_template(
-            {name: None if name in own_claims else value for name, value in claims.items()}
-        )
-        scopes = self._scopes_of(access_token.scopes)
+        # Template values are strings and None: comparable, so equal templates are found by them.
+        template = {name: None if name in own_claims else value for name, value in claims.items()}
+        template = _interned(self._claims_templates, tuple(template.items()), template)
+        scopes = tuple(access_token.scopes)
+        scopes = _interned(self._shared_scopes, scopes, scopes)
         remembered = _Verified(expires_at, trust, access_token, template, own_claims, scopes)
         self._verified[key] = remembered
         self._earliest_expiry = min(self._earliest_expiry, expires_at)
         return remembered
-
-    def _scopes_of(self, scopes: list[str]) -> tuple[str, ...]:
-        """`scopes` as a tuple, one already kept if equal, so that cached tokens share one copy."""
-        key = tuple(scopes)
-        shared = self._shared_scopes.get(key)
-        if shared is not None:
-            return shared
-        if len(self._shared_scopes) < _MAX_SHARED:
-            self._shared_scopes[key] = key
-        return key
-
-    def _claims_template(self, template: dict[str, Any]) -> dict[str, Any]:
-        """`template`, or an equal one already kept (its values are strings and None: comparable)."""
-        key = tuple(template.items())
-        shared = self._claims_templates.get(key)
-        if shared is not None:
-            return shared
-        # Past the few shapes an issuer mints: nothing more kept (each token holds its own).
-        if len(self._claims_templates) < _MAX_SHARED:
-            self._claims_templates[key] = template
-        return template
 
     def _make_room(self, now: float) -> None:
         """Make room in the full cache: every expired entry if one may have expired, else by eviction."""
@@ -577,6 +558,17 @@ class JWKSTokenVerifier:
         withdrawn = [key for key, entry in self._verified.items() if entry.trust.withdrawn]
         for key in withdrawn:
             del self._verified[key]
+
+
+def _interned(table: dict[Any, _Shared], key: Any, value: _Shared) -> _Shared:
+    """The value already kept under `key`, so that cached tokens share one copy; else `value`,
+    kept too while `table` has room (past the few shapes an issuer mints, each token holds its own)."""
+    kept = table.get(key)
+    if kept is not None:
+        return kept
+    if len(table) < _MAX_SHARED:
+        table[key] = value
+    return value
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:
